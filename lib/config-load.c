@@ -1,0 +1,1 @@
+/* lib/config-load.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* lib/db.c - placeholder, being written */

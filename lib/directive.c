@@ -1,0 +1,1 @@
+/* lib/directive.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* lib/hdr.c - placeholder, being written */

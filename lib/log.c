@@ -1,0 +1,1 @@
+/* lib/log.c - placeholder, being written */

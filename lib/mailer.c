@@ -1,0 +1,1 @@
+/* lib/mailer.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* lib/mime.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* lib/qp.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* lib/render.c - placeholder, being written */

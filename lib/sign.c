@@ -1,0 +1,1 @@
+/* lib/sign.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* lib/smtp.c - placeholder, being written */

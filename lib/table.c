@@ -1,0 +1,1 @@
+/* lib/table.c - placeholder, being written */

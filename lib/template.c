@@ -1,0 +1,1 @@
+/* lib/template.c - placeholder, being written */

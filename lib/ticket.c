@@ -1,0 +1,1 @@
+/* lib/ticket.c - placeholder, being written */
