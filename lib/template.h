@@ -25,7 +25,10 @@ typedef const char *mg_template_lookup_fn(void *arg, const char *name);
  *   "${name}"      braced identifier
  *   any other "$"  an error ("invalid placeholder at line L, col C")
  * An unknown name is an error ("unknown name 'x' at line L, col C"); lines
- * and columns are 1-based, as Python reports them.
+ * and columns are 1-based, as Python reports them (lines counted by LF,
+ * columns in UTF-8 characters, at the '$').  A NUL byte in tmpl is
+ * MG_EINPUT.  As in Python, [a-z] with IGNORECASE also matches U+0130,
+ * U+0131, U+017F and U+212A, so those letters are part of a name.
  *
  * Returns MG_OK, MG_EINPUT (err says what and where; out may hold a
  * partial result) or MG_ENOMEM.  Pure.
@@ -38,7 +41,9 @@ int mg_template_expand(const char *tmpl, size_t len, mg_template_lookup_fn *look
  * the subject is the first line that is not empty after stripping white
  * space (stripped); the body is everything after that line, stripped of
  * leading and trailing white space, plus one "\n".  Lines may end in LF or
- * CRLF.  A file with no non-empty line, or one containing a NUL byte, is
+ * CRLF; like Python's universal newlines, CRLF and a lone CR are read as LF,
+ * so the body holds LF line ends only.  White space is ASCII " \t\r\n\v\f".
+ * A file with no non-empty line, or one containing a NUL byte, is
  * MG_EINPUT.  *ret_subject and *ret_body are malloc'd and owned by the
  * caller; they are set only on success.  Pure.
  */

@@ -17,11 +17,16 @@ bool mg_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 
 /*
  * Append "1,2,3" for ids, writing at most max_ids of them followed by
- * ",...(+N more)" so that a log line stays bounded.  Pure.
+ * ",...(+N more)" so that a log line stays bounded ("...(+N more)" when
+ * max_ids is 0; "" when n is 0).  Returns MG_OK, MG_ENOMEM or MG_EINPUT
+ * (out->max reached); on error out may hold part of the list.  Pure.
  */
 int mg_ids_join(struct mg_buf *out, const int64_t *ids, size_t n, size_t max_ids);
 
-/* Append a PostgreSQL array literal "{1,2,3}" of all ids.  Pure. */
+/*
+ * Append a PostgreSQL array literal "{1,2,3}" of all ids ("{}" for none).
+ * Errors as for mg_ids_join().  Pure.
+ */
 int mg_ids_pgarray(struct mg_buf *out, const int64_t *ids, size_t n);
 
 #endif /* MG_UTIL_H */
