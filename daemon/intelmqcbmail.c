@@ -1,4 +1,268 @@
-int main(void)
+/* daemon/intelmqcbmail.c - the one-shot command of intelmq-mailgen, in C */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "mailer.h"
+#include "sign.h"
+#include "util.h"
+
+#define DEFAULT_BATCH_SIZE 10
+
+static bool arg_all;
+static bool arg_dry_run;
+static bool arg_verbose;
+static const char *arg_config;
+static long arg_batch_size = DEFAULT_BATCH_SIZE;
+
+static void usage(FILE *f)
 {
+	(void)fprintf(f,
+		      "usage: intelmqcbmail [-a|--all] [-c FILE] [-n|--dry-run] [-N|--batch-size N] "
+		      "[-v|--verbose]\n"
+		      "\n"
+		      "Send the notification mails for the pending directives in the IntelMQ\n"
+		      "event database.  Without --all, show the pending groups in batches and\n"
+		      "ask what to do with each batch.\n"
+		      "\n"
+		      "  -a, --all             process all pending groups without asking\n"
+		      "  -c, --config FILE     read only this config file\n"
+		      "                        (default: /etc/intelmq/intelmq-mailgen.conf and\n"
+		      "                        ~/.intelmq/intelmq-mailgen.conf)\n"
+		      "  -n, --dry-run         render and sign, but send nothing and change\n"
+		      "                        nothing in the database\n"
+		      "  -N, --batch-size N    groups shown per batch when asking (default %d)\n"
+		      "  -v, --verbose         log debug messages\n"
+		      "  -h, --help            show this help\n"
+		      "\n"
+		      "See intelmqcbmail(1).\n",
+		      DEFAULT_BATCH_SIZE);
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "batch-size", required_argument, NULL, 'N' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "ac:nN:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			arg_all = true;
+			break;
+		case 'c':
+			arg_config = optarg;
+			break;
+		case 'n':
+			arg_dry_run = true;
+			break;
+		case 'N':
+			if (!mg_parse_int64(optarg, 1, 100000, &v)) {
+				(void)fprintf(stderr,
+					      "intelmqcbmail: --batch-size: expected an integer "
+					      "1..100000, got '%s'\n",
+					      optarg);
+				return EX_USAGE;
+			}
+			arg_batch_size = (long)v;
+			break;
+		case 'v':
+			arg_verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind < argc) {
+		(void)fprintf(stderr, "intelmqcbmail: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EX_USAGE;
+	}
 	return 0;
+}
+
+enum answer { ANSWER_SKIP, ANSWER_SEND, ANSWER_ALL, ANSWER_QUIT };
+
+/* Ask what to do with the batch just shown; end of input means quit. */
+static enum answer ask(void)
+{
+	char line[64];
+
+	for (;;) {
+		(void)printf("[c]ontinue (skip), [s]end this batch, send [a]ll, [q]uit? ");
+		(void)fflush(stdout);
+		if (fgets(line, sizeof(line), stdin) == NULL) {
+			(void)printf("\n");
+			return ANSWER_QUIT;
+		}
+		switch (line[0]) {
+		case 'c':
+		case 'C':
+			return ANSWER_SKIP;
+		case 's':
+		case 'S':
+			return ANSWER_SEND;
+		case 'a':
+		case 'A':
+			return ANSWER_ALL;
+		case 'q':
+		case 'Q':
+			return ANSWER_QUIT;
+		default:
+			break;
+		}
+	}
+}
+
+static void show_batch(const struct mg_group *groups, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		(void)printf("%s %s (%s/%s): %zu events\n", groups[i].recipient_address,
+			     groups[i].template_name, groups[i].notification_format,
+			     groups[i].event_data_format, groups[i].n_events);
+}
+
+/* Hand groups to the mailer in pieces of at most one SMTP session each. */
+static int send_groups(struct mg_mailer *m, struct mg_group *groups, size_t n, size_t per_session)
+{
+	for (size_t off = 0; off < n; off += per_session) {
+		size_t k = n - off < per_session ? n - off : per_session;
+		int r = mg_mailer_process(m, groups + off, k);
+
+		if (r < 0)
+			return r;
+	}
+	return MG_OK;
+}
+
+static void free_groups(struct mg_group *groups, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mg_group_release(&groups[i]);
+	free(groups);
+}
+
+int main(int argc, char **argv)
+{
+	struct mg_config cfg = { 0 };
+	struct mg_mailer *mailer = NULL;
+	struct mg_group *groups = NULL;
+	struct mg_err err = { 0 };
+	const struct mg_mailer_stats *st;
+	PGconn *conn = NULL;
+	size_t n = 0, per_session;
+	bool stopped = false, scan_failed = false;
+	int r, status = 1;
+
+	r = parse_args(argc, argv);
+	if (r != 0)
+		return r;
+	mg_log_init("intelmqcbmail", LOG_INFO);
+	(void)signal(SIGPIPE, SIG_IGN); /* libESMTP never ignores it */
+
+	r = mg_config_load(&cfg, arg_config, &err);
+	if (r < 0) {
+		mg_log(LOG_ERR, NULL, "%s", err.msg);
+		return EX_CONFIG;
+	}
+	mg_log_set_level(arg_verbose ? LOG_DEBUG : cfg.log_level);
+	for (size_t i = 0; i < cfg.n_warnings; i++)
+		mg_log(LOG_WARNING, NULL, "%s", cfg.warnings[i]);
+	if (mg_sign_global_init(&err) < 0) {
+		mg_log(LOG_ERR, NULL, "%s", err.msg);
+		status = EX_CONFIG;
+		goto out;
+	}
+	r = mg_db_connect(&cfg, "intelmqcbmail", &conn, &err);
+	if (r < 0) {
+		mg_log(LOG_ERR, NULL, "%s", err.msg);
+		status = EX_TEMPFAIL;
+		goto out;
+	}
+	r = mg_mailer_new(&cfg, conn, arg_dry_run, &mailer, &err);
+	if (r < 0) {
+		mg_log(LOG_ERR, NULL, "%s", err.msg);
+		status = EX_CONFIG;
+		goto out;
+	}
+	r = mg_db_scan_open(conn, cfg.additional_directive_where, &err);
+	if (r < 0) {
+		mg_log(LOG_ERR, NULL, "%s", err.msg);
+		status = r == MG_EINPUT ? EX_CONFIG : EX_TEMPFAIL;
+		goto out;
+	}
+	per_session = (size_t)cfg.mails_per_session;
+	while (!stopped) {
+		size_t chunk = arg_all ? per_session : (size_t)arg_batch_size;
+
+		r = mg_db_scan_fetch(conn, chunk, &groups, &n, &err);
+		if (r < 0) {
+			mg_log(LOG_ERR, NULL, "%s", err.msg);
+			scan_failed = true;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (!arg_all) {
+			show_batch(groups, n);
+			switch (ask()) {
+			case ANSWER_SKIP:
+				free_groups(groups, n);
+				groups = NULL;
+				continue;
+			case ANSWER_QUIT:
+				stopped = true;
+				free_groups(groups, n);
+				groups = NULL;
+				continue;
+			case ANSWER_ALL:
+				arg_all = true;
+				break;
+			case ANSWER_SEND:
+				break;
+			}
+		}
+		r = send_groups(mailer, groups, n, per_session);
+		free_groups(groups, n);
+		groups = NULL;
+		if (r < 0) {
+			mg_log(LOG_ERR, NULL,
+			       "stopping: the SMTP server or the database is not usable; the "
+			       "remaining groups stay pending");
+			stopped = true;
+			scan_failed = true;
+		}
+	}
+	mg_db_scan_close(conn);
+	st = mg_mailer_stats(mailer);
+	(void)printf("%s%lu mails sent, %lu postponed, %lu errors.\n",
+		     arg_dry_run ? "Simulation: " : "", st->sent, st->postponed, st->errors);
+	status = st->errors == 0 && !scan_failed ? 0 : 1;
+out:
+	free_groups(groups, n);
+	mg_mailer_free(mailer);
+	PQfinish(conn);
+	mg_config_release(&cfg);
+	return status;
 }

@@ -1,1 +1,574 @@
-/* lib/config.c - placeholder, being written */
+/* lib/config.c - intelmq-mailgen.conf: parsing, merging and validation (pure) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "mg-alloc.h"
+#include "mg-buf.h"
+#include "util.h"
+
+enum cf_type {
+	CF_STR,	    /* non-empty string */
+	CF_STR0,    /* string, may be empty */
+	CF_BOOL,    /* true/false */
+	CF_PORT,    /* 1..65535, as integer or digit string; stored as text */
+	CF_INTPORT, /* 1..65535 as int */
+	CF_INT,	    /* integer in [min, max] */
+	CF_LONG,    /* integer in [min, max] */
+	CF_LEVEL,   /* logging_level name */
+};
+
+/* The table of known keys (in the spirit of PgBouncer's CF_ABS). */
+struct cf_key {
+	const char *path; /* dotted key path */
+	enum cf_type type;
+	size_t off;	/* offset in struct mg_config */
+	bool required;
+	const char *def; /* default as text, NULL: none */
+	long long min, max;
+};
+
+#define OFF(f) offsetof(struct mg_config, f)
+
+static const struct cf_key cf_keys[] = {
+	{ "openpgp.gnupg_home", CF_STR, OFF(gnupg_home), true, NULL, 0, 0 },
+	{ "openpgp.always_sign", CF_BOOL, OFF(always_sign), true, NULL, 0, 0 },
+	{ "openpgp.signing_key", CF_STR0, OFF(signing_key), true, NULL, 0, 0 },
+	{ "database.event.name", CF_STR, OFF(db_name), true, NULL, 0, 0 },
+	{ "database.event.username", CF_STR, OFF(db_user), false, NULL, 0, 0 },
+	{ "database.event.password", CF_STR0, OFF(db_password), false, NULL, 0, 0 },
+	{ "database.event.host", CF_STR, OFF(db_host), false, NULL, 0, 0 },
+	{ "database.event.port", CF_PORT, OFF(db_port), false, NULL, 1, 65535 },
+	{ "database.additional_directive_where", CF_STR0, OFF(additional_directive_where), false,
+	  NULL, 0, 0 },
+	{ "template_dir", CF_STR, OFF(template_dir), true, NULL, 0, 0 },
+	{ "sender", CF_STR, OFF(sender), true, NULL, 0, 0 },
+	{ "logging_level", CF_LEVEL, OFF(log_level), false, "INFO", 0, 0 },
+	{ "smtp.host", CF_STR, OFF(smtp_host), false, "localhost", 0, 0 },
+	{ "smtp.port", CF_INTPORT, OFF(smtp_port), false, "25", 1, 65535 },
+	{ "delivery.mails_per_session", CF_INT, OFF(mails_per_session), false, "32", 1, 1000 },
+	{ "delivery.smtp_timeout_seconds", CF_INT, OFF(smtp_timeout_sec), false, "60", 1, 3600 },
+	{ "delivery.max_mail_bytes", CF_LONG, OFF(max_mail_bytes), false, "33554432", 65536,
+	  1073741824 },
+};
+
+/* Keys of the original that we accept and do not use (yet): no warning. */
+static const char *const cf_ignored[] = {
+	"script_directory",
+};
+
+/* Objects that may hold keys (so "database" is not an unknown key). */
+static const char *const cf_objects[] = {
+	"database", "database.event", "openpgp", "smtp", "delivery",
+};
+
+static const struct {
+	const char *name;
+	int prio;
+} cf_levels[] = {
+	{ "DEBUG", LOG_DEBUG },	     { "INFO", LOG_INFO },   { "WARNING", LOG_WARNING },
+	{ "WARN", LOG_WARNING },     { "ERROR", LOG_ERR },   { "CRITICAL", LOG_CRIT },
+	{ "FATAL", LOG_CRIT },
+};
+
+int mg_config_level(const char *name)
+{
+	for (size_t i = 0; i < sizeof(cf_levels) / sizeof(cf_levels[0]); i++)
+		if (strcasecmp(name, cf_levels[i].name) == 0)
+			return cf_levels[i].prio;
+	return -1;
+}
+
+void mg_config_release(struct mg_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(cf_keys) / sizeof(cf_keys[0]); i++) {
+		const struct cf_key *k = &cf_keys[i];
+
+		if (k->type == CF_STR || k->type == CF_STR0 || k->type == CF_PORT)
+			free(*(char **)(void *)((char *)cfg + k->off));
+	}
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+/* 1-based line and column of byte offset off in text. */
+static void text_position(const char *text, size_t off, size_t *ret_line, size_t *ret_col)
+{
+	size_t line = 1, col = 1;
+
+	for (size_t i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	*ret_line = line;
+	*ret_col = col;
+}
+
+/*
+ * Parse one file's text into a new JSON object.  json-c accepts trailing
+ * garbage and comments in its default mode, so use strict mode and check
+ * that only white space follows the value (LIBRARY-NOTES "json-c").
+ */
+static int parse_json(const struct mg_config_src *src, struct json_object **ret_obj,
+		      struct mg_err *err)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *obj = NULL;
+	size_t end, line, col;
+	int r;
+
+	if (src->len > INT32_MAX)
+		return mg_err_set(err, MG_ECONFIG, "%s: file too large", src->path);
+	tok = json_tokener_new();
+	if (tok == NULL)
+		return mg_err_set(err, MG_ENOMEM, "%s: out of memory", src->path);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	obj = json_tokener_parse_ex(tok, src->text, (int)src->len);
+	end = json_tokener_get_parse_end(tok);
+	if (obj == NULL) {
+		enum json_tokener_error e = json_tokener_get_error(tok);
+
+		if (e == json_tokener_continue)
+			end = src->len;
+		text_position(src->text, end > src->len ? src->len : end, &line, &col);
+		r = mg_err_set(err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: %s", src->path, line, col,
+			       e == json_tokener_continue ? "unexpected end of file"
+							  : json_tokener_error_desc(e));
+		goto out;
+	}
+	while (end < src->len && strchr(" \t\r\n", src->text[end]) != NULL)
+		end++;
+	if (end < src->len) {
+		text_position(src->text, end, &line, &col);
+		r = mg_err_set(err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: garbage after the value",
+			       src->path, line, col);
+		goto out;
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		r = mg_err_set(err, MG_ECONFIG, "%s: expected a JSON object at the top level",
+			       src->path);
+		goto out;
+	}
+	*ret_obj = obj;
+	obj = NULL;
+	r = MG_OK;
+out:
+	json_object_put(obj);
+	json_tokener_free(tok);
+	return r;
+}
+
+/* Where a merged key came from: the path of the file that set it last. */
+struct origin {
+	char *key; /* "smtp" or "smtp.port" */
+	const char *path;
+};
+
+struct merge {
+	struct json_object *root;
+	const char *last_path; /* named for keys no file set */
+	struct origin *origins;
+	size_t n_origins;
+};
+
+static int origin_set(struct merge *m, const char *key, const char *path)
+{
+	struct origin *o;
+
+	for (size_t i = 0; i < m->n_origins; i++) {
+		if (strcmp(m->origins[i].key, key) == 0) {
+			m->origins[i].path = path;
+			return MG_OK;
+		}
+	}
+	o = mg_realloc(m->origins, (m->n_origins + 1) * sizeof(*o));
+	if (o == NULL)
+		return MG_ENOMEM;
+	m->origins = o;
+	o[m->n_origins].key = mg_strdup(key);
+	if (o[m->n_origins].key == NULL)
+		return MG_ENOMEM;
+	o[m->n_origins].path = path;
+	m->n_origins++;
+	return MG_OK;
+}
+
+/* The file a dotted key came from: the longest recorded prefix wins. */
+static const char *origin_of(const struct merge *m, const char *key)
+{
+	const char *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < m->n_origins; i++) {
+		size_t n = strlen(m->origins[i].key);
+
+		if (strncmp(key, m->origins[i].key, n) == 0 && (key[n] == '\0' || key[n] == '.') &&
+		    n >= best_len) {
+			best = m->origins[i].path;
+			best_len = n;
+		}
+	}
+	if (best == NULL)
+		best = m->last_path != NULL ? m->last_path : "(config)";
+	return best;
+}
+
+static void merge_release(struct merge *m)
+{
+	json_object_put(m->root);
+	for (size_t i = 0; i < m->n_origins; i++)
+		free(m->origins[i].key);
+	free(m->origins);
+}
+
+static int merge_file(struct merge *m, struct json_object *file, const char *path)
+{
+	struct json_object_iterator it = json_object_iter_begin(file);
+	struct json_object_iterator end = json_object_iter_end(file);
+	struct mg_buf key = MG_BUF_INIT(1024);
+	int r = MG_OK;
+
+	for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+		const char *name = json_object_iter_peek_name(&it);
+		struct json_object *val = json_object_iter_peek_value(&it);
+		struct json_object *old = NULL;
+
+		if (json_object_object_get_ex(m->root, name, &old) &&
+		    json_object_is_type(old, json_type_object) &&
+		    json_object_is_type(val, json_type_object)) {
+			/* one level deep, as the original's load_config() */
+			json_object_object_foreach(val, k2, v2)
+			{
+				if (json_object_object_add(old, k2, json_object_get(v2)) != 0) {
+					r = MG_ENOMEM;
+					goto out;
+				}
+				mg_buf_reset(&key);
+				if (mg_buf_addf(&key, "%s.%s", name, k2) < 0 ||
+				    origin_set(m, mg_buf_str(&key), path) < 0) {
+					r = MG_ENOMEM;
+					goto out;
+				}
+			}
+			continue;
+		}
+		if (json_object_object_add(m->root, name, json_object_get(val)) != 0 ||
+		    origin_set(m, name, path) < 0) {
+			r = MG_ENOMEM;
+			goto out;
+		}
+	}
+out:
+	mg_buf_release(&key);
+	return r;
+}
+
+/* Find a dotted path; *ret_parent_ok is false when a parent is not an object. */
+static struct json_object *lookup(struct json_object *root, const char *path, char *ret_bad,
+				  size_t bad_size)
+{
+	char part[128];
+	const char *p = path;
+	struct json_object *cur = root;
+
+	ret_bad[0] = '\0';
+	while (*p != '\0') {
+		const char *dot = strchr(p, '.');
+		size_t n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+		struct json_object *next;
+
+		if (n >= sizeof(part))
+			return NULL;
+		memcpy(part, p, n);
+		part[n] = '\0';
+		if (!json_object_is_type(cur, json_type_object)) {
+			size_t plen = (size_t)(p - path) - 1;
+
+			if (plen >= bad_size)
+				plen = bad_size - 1;
+			memcpy(ret_bad, path, plen);
+			ret_bad[plen] = '\0';
+			return NULL;
+		}
+		if (!json_object_object_get_ex(cur, part, &next))
+			return NULL;
+		cur = next;
+		p += n;
+		if (*p == '.')
+			p++;
+	}
+	return cur;
+}
+
+static const char *json_type_word(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		return "null";
+	case json_type_boolean:
+		return "a boolean";
+	case json_type_double:
+		return "a number with a fraction";
+	case json_type_int:
+		return "an integer";
+	case json_type_object:
+		return "an object";
+	case json_type_array:
+		return "an array";
+	case json_type_string:
+		return "a string";
+	}
+	return "something else";
+}
+
+static int set_str(struct mg_config *cfg, const struct cf_key *k, const char *s)
+{
+	char **slot = (char **)(void *)((char *)cfg + k->off);
+	char *copy = mg_strdup(s);
+
+	if (copy == NULL)
+		return MG_ENOMEM;
+	free(*slot);
+	*slot = copy;
+	return MG_OK;
+}
+
+/* Set one key from its JSON value (or its default when v is NULL). */
+static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_object *v,
+		   const char *file, struct mg_err *err)
+{
+	const char *s;
+	int64_t n;
+	char digits[32];
+
+	switch (k->type) {
+	case CF_STR:
+	case CF_STR0:
+		if (v == NULL)
+			return k->def != NULL ? set_str(cfg, k, k->def) : MG_OK;
+		if (!json_object_is_type(v, json_type_string))
+			return mg_err_set(err, MG_ECONFIG, "%s: '%s': expected a string, got %s",
+					  file, k->path, json_type_word(v));
+		s = json_object_get_string(v);
+		if (k->type == CF_STR && s[0] == '\0')
+			return mg_err_set(err, MG_ECONFIG, "%s: '%s': expected a non-empty string",
+					  file, k->path);
+		if (strlen(s) != (size_t)json_object_get_string_len(v))
+			return mg_err_set(err, MG_ECONFIG, "%s: '%s': string contains a NUL byte",
+					  file, k->path);
+		return set_str(cfg, k, s);
+	case CF_BOOL:
+		if (v == NULL)
+			return MG_OK;
+		if (!json_object_is_type(v, json_type_boolean))
+			return mg_err_set(err, MG_ECONFIG,
+					  "%s: '%s': expected true or false, got %s", file,
+					  k->path, json_type_word(v));
+		*(bool *)(void *)((char *)cfg + k->off) = json_object_get_boolean(v);
+		return MG_OK;
+	case CF_PORT:
+	case CF_INTPORT:
+	case CF_INT:
+	case CF_LONG:
+		if (v == NULL) {
+			if (k->def == NULL)
+				return MG_OK;
+			s = k->def;
+		} else if (json_object_is_type(v, json_type_int)) {
+			(void)snprintf(digits, sizeof(digits), "%lld",
+				       (long long)json_object_get_int64(v));
+			s = digits;
+		} else if (json_object_is_type(v, json_type_string) &&
+			   (k->type == CF_PORT || k->type == CF_INTPORT)) {
+			s = json_object_get_string(v); /* "5432" as the original allowed */
+		} else {
+			return mg_err_set(err, MG_ECONFIG,
+					  "%s: '%s': expected an integer %lld..%lld, got %s", file,
+					  k->path, k->min, k->max, json_type_word(v));
+		}
+		if (!mg_parse_int64(s, k->min, k->max, &n))
+			return mg_err_set(err, MG_ECONFIG,
+					  "%s: '%s': expected an integer %lld..%lld, got \"%.40s\"",
+					  file, k->path, k->min, k->max, s);
+		if (k->type == CF_PORT) {
+			(void)snprintf(digits, sizeof(digits), "%lld", (long long)n);
+			return set_str(cfg, k, digits);
+		}
+		if (k->type == CF_LONG)
+			*(long *)(void *)((char *)cfg + k->off) = (long)n;
+		else
+			*(int *)(void *)((char *)cfg + k->off) = (int)n;
+		return MG_OK;
+	case CF_LEVEL:
+		s = k->def;
+		if (v != NULL) {
+			if (!json_object_is_type(v, json_type_string))
+				return mg_err_set(err, MG_ECONFIG,
+						  "%s: '%s': expected a level name, got %s", file,
+						  k->path, json_type_word(v));
+			s = json_object_get_string(v);
+		}
+		n = mg_config_level(s);
+		if (n < 0)
+			return mg_err_set(err, MG_ECONFIG,
+					  "%s: '%s': expected DEBUG, INFO, WARNING, ERROR or "
+					  "CRITICAL, got \"%.40s\"",
+					  file, k->path, s);
+		*(int *)(void *)((char *)cfg + k->off) = (int)n;
+		return MG_OK;
+	}
+	return mg_err_set(err, MG_ECONFIG, "%s: '%s': internal error", file, k->path);
+}
+
+static bool known_path(const char *path)
+{
+	for (size_t i = 0; i < sizeof(cf_keys) / sizeof(cf_keys[0]); i++)
+		if (strcmp(cf_keys[i].path, path) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(cf_objects) / sizeof(cf_objects[0]); i++)
+		if (strcmp(cf_objects[i], path) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(cf_ignored) / sizeof(cf_ignored[0]); i++)
+		if (strcmp(cf_ignored[i], path) == 0)
+			return true;
+	return false;
+}
+
+static bool known_object(const char *path)
+{
+	for (size_t i = 0; i < sizeof(cf_objects) / sizeof(cf_objects[0]); i++)
+		if (strcmp(cf_objects[i], path) == 0)
+			return true;
+	return false;
+}
+
+static int add_warning(struct mg_config *cfg, const char *file, const char *path)
+{
+	struct mg_buf b = MG_BUF_INIT(1024);
+	char **w;
+
+	if (mg_buf_addf(&b, "%s: unknown key '%s', ignoring", file, path) < 0)
+		goto fail;
+	w = mg_realloc(cfg->warnings, (cfg->n_warnings + 1) * sizeof(*w));
+	if (w == NULL)
+		goto fail;
+	cfg->warnings = w;
+	w[cfg->n_warnings] = mg_buf_detach(&b, NULL);
+	if (w[cfg->n_warnings] == NULL)
+		goto fail;
+	cfg->n_warnings++;
+	return MG_OK;
+fail:
+	mg_buf_release(&b);
+	return MG_ENOMEM;
+}
+
+/* Warn about every key not in the table, recursing into known objects. */
+static int check_unknown(struct mg_config *cfg, const struct merge *m, struct json_object *obj,
+			 const char *prefix)
+{
+	struct mg_buf path = MG_BUF_INIT(1024);
+	int r = MG_OK;
+
+	json_object_object_foreach(obj, k, v)
+	{
+		mg_buf_reset(&path);
+		r = prefix[0] != '\0' ? mg_buf_addf(&path, "%s.%s", prefix, k)
+				      : mg_buf_adds(&path, k);
+		if (r < 0)
+			break;
+		if (!known_path(mg_buf_str(&path)))
+			r = add_warning(cfg, origin_of(m, mg_buf_str(&path)), mg_buf_str(&path));
+		else if (known_object(mg_buf_str(&path)) && json_object_is_type(v, json_type_object))
+			r = check_unknown(cfg, m, v, mg_buf_str(&path));
+		if (r < 0)
+			break;
+	}
+	mg_buf_release(&path);
+	return r;
+}
+
+int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, size_t n_srcs,
+		    struct mg_err *err)
+{
+	struct merge m = { 0 };
+	struct json_object *file = NULL;
+	char bad[128];
+	int r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	m.root = json_object_new_object();
+	if (m.root == NULL)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n_srcs; i++) {
+		r = parse_json(&srcs[i], &file, err);
+		if (r < 0)
+			goto out;
+		m.last_path = srcs[i].path;
+		r = merge_file(&m, file, srcs[i].path);
+		json_object_put(file);
+		file = NULL;
+		if (r < 0) {
+			mg_err_set(err, r, "%s: out of memory", srcs[i].path);
+			goto out;
+		}
+	}
+	/* The original fails without an openpgp section; so do we, clearly. */
+	if (lookup(m.root, "openpgp", bad, sizeof(bad)) == NULL) {
+		r = mg_err_set(err, MG_ECONFIG,
+			       "%s: 'openpgp': missing (gnupg_home, always_sign and signing_key are "
+			       "required)",
+			       n_srcs > 0 ? srcs[n_srcs - 1].path : "(config)");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(cf_keys) / sizeof(cf_keys[0]); i++) {
+		const struct cf_key *k = &cf_keys[i];
+		struct json_object *v = lookup(m.root, k->path, bad, sizeof(bad));
+		const char *where = origin_of(&m, k->path);
+
+		if (bad[0] != '\0') {
+			r = mg_err_set(err, MG_ECONFIG, "%s: '%s': expected an object",
+				       origin_of(&m, bad), bad);
+			goto out;
+		}
+		if (v == NULL && k->required) {
+			r = mg_err_set(err, MG_ECONFIG, "%s: '%s': missing, required", where,
+				       k->path);
+			goto out;
+		}
+		r = set_key(cfg, k, v, where, err);
+		if (r < 0)
+			goto out;
+	}
+	if (cfg->always_sign && (cfg->signing_key == NULL || cfg->signing_key[0] == '\0')) {
+		r = mg_err_set(err, MG_ECONFIG,
+			       "%s: 'openpgp.signing_key': must name a key when always_sign is true",
+			       origin_of(&m, "openpgp.signing_key"));
+		goto out;
+	}
+	r = check_unknown(cfg, &m, m.root, "");
+	if (r < 0) {
+		mg_err_set(err, r, "out of memory");
+		goto out;
+	}
+	r = MG_OK;
+out:
+	json_object_put(file);
+	merge_release(&m);
+	if (r < 0)
+		mg_config_release(cfg);
+	return r;
+}

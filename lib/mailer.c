@@ -1,1 +1,476 @@
-/* lib/mailer.c - placeholder, being written */
+/* lib/mailer.c - one group to one mail: claim, render, sign, send, record */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "hdr.h"
+#include "log.h"
+#include "mailer.h"
+#include "mg-buf.h"
+#include "mime.h"
+#include "render.h"
+#include "sign.h"
+#include "smtp.h"
+#include "table.h"
+#include "template.h"
+#include "ticket.h"
+#include "util.h"
+
+#define TEMPLATE_MAX_BYTES (1024 * 1024)
+#define SPARE_TICKETS_MAX  64
+#define LOG_IDS_MAX	   50 /* ids written into one log line */
+
+/* A mail on its way: owned by the mailer until the batch ends. */
+struct job {
+	struct mg_group *group; /* borrowed from the caller */
+	char ticket[MG_TICKET_LEN + 1];
+	bool ticket_drawn;	/* from the sequence (not a dry-run stand-in) */
+	int64_t date;
+	char *message;
+	size_t len;
+	const char *rcpts[1];
+	struct mg_smtp_msg smtp;
+	struct mg_buf dids, eids; /* for log lines */
+};
+
+struct mg_mailer {
+	const struct mg_config *cfg;
+	PGconn *conn;
+	struct mg_signer *signer; /* NULL: mails go out unsigned */
+	bool dry_run;
+	char *sender_display;
+	char *sender_addr;
+	/*
+	 * Tickets drawn for mails that then failed: used for the next mails, so
+	 * that retries do not burn a ticket each (the date part is then the day
+	 * it was drawn).  What is left at the end is burned.
+	 */
+	char spare[SPARE_TICKETS_MAX][MG_TICKET_LEN + 1];
+	size_t n_spare;
+	struct mg_mailer_stats stats;
+	bool db_broken;
+};
+
+const struct mg_mailer_stats *mg_mailer_stats(const struct mg_mailer *m)
+{
+	return &m->stats;
+}
+
+void mg_mailer_free(struct mg_mailer *m)
+{
+	if (m == NULL)
+		return;
+	if (m->n_spare > 0)
+		mg_log(LOG_DEBUG, NULL, "%zu drawn ticket numbers were not used", m->n_spare);
+	mg_sign_free(m->signer);
+	free(m->sender_display);
+	free(m->sender_addr);
+	free(m);
+}
+
+int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run,
+		  struct mg_mailer **ret, struct mg_err *err)
+{
+	struct mg_mailer *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (m == NULL)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	m->cfg = cfg;
+	m->conn = conn;
+	m->dry_run = dry_run;
+	r = mg_addr_parse_mailbox(cfg->sender, &m->sender_display, &m->sender_addr, err);
+	if (r < 0) {
+		mg_err_prefix(err, "'sender': ");
+		r = MG_ECONFIG;
+		goto fail;
+	}
+	if (cfg->always_sign) {
+		r = mg_sign_new(cfg->gnupg_home, cfg->signing_key, &m->signer, err);
+		if (r < 0)
+			goto fail;
+	}
+	*ret = m;
+	return MG_OK;
+fail:
+	if (err != NULL)
+		err->rc = (enum mg_rc)r;
+	mg_mailer_free(m);
+	return r;
+}
+
+static void job_release(struct job *j)
+{
+	free(j->message);
+	mg_buf_release(&j->dids);
+	mg_buf_release(&j->eids);
+}
+
+static struct mg_log_ctx job_log_ctx(const struct job *j)
+{
+	struct mg_log_ctx c = {
+		.directive_ids = mg_buf_str(&j->dids),
+		.event_ids = mg_buf_str(&j->eids),
+		.ticket = j->ticket[0] != '\0' ? j->ticket : NULL,
+		.recipient = j->group->recipient_address,
+	};
+	return c;
+}
+
+static void job_describe(struct job *j)
+{
+	mg_buf_reset(&j->dids);
+	mg_buf_reset(&j->eids);
+	(void)mg_ids_join(&j->dids, j->group->directive_ids, j->group->n_directives, LOG_IDS_MAX);
+	(void)mg_ids_join(&j->eids, j->group->event_ids, j->group->n_events, LOG_IDS_MAX);
+}
+
+static int random_token(char *out, size_t n_hex)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[32];
+	size_t n = (n_hex + 1) / 2;
+
+	if (n > sizeof(raw))
+		return MG_ESYS;
+	if (getrandom(raw, n, 0) != (ssize_t)n)
+		return MG_ESYS;
+	for (size_t i = 0; i < n_hex; i++)
+		out[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
+	out[n_hex] = '\0';
+	return MG_OK;
+}
+
+/* Read template_dir/name; the name was checked by mg_template_check_name(). */
+static int read_template(const char *dir, const char *name, struct mg_buf *out,
+			 struct mg_err *err)
+{
+	struct mg_buf path = MG_BUF_INIT(8192);
+	char chunk[8192];
+	ssize_t n;
+	int fd = -1, r;
+
+	r = mg_template_check_name(name, err);
+	if (r < 0)
+		goto out;
+	r = mg_buf_addf(&path, "%s/%s", dir, name);
+	if (r < 0) {
+		r = mg_err_set(err, MG_EINPUT, "template '%s': path too long", name);
+		goto out;
+	}
+	fd = open(mg_buf_str(&path), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		r = mg_err_set(err, MG_EINPUT, "template '%s': cannot open '%s': %s", name,
+			       mg_buf_str(&path), strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = mg_err_set(err, MG_EINPUT, "template '%s': cannot read: %s", name,
+				       strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (mg_buf_add(out, chunk, (size_t)n) < 0) {
+			r = mg_err_set(err, MG_EINPUT, "template '%s': larger than %d bytes", name,
+				       TEMPLATE_MAX_BYTES);
+			goto out;
+		}
+	}
+	r = MG_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	mg_buf_release(&path);
+	return r;
+}
+
+static int take_ticket(struct mg_mailer *m, struct job *j, struct mg_err *err)
+{
+	struct tm tm;
+	time_t now;
+	int r;
+
+	if (m->dry_run) {
+		now = time(NULL);
+		if (gmtime_r(&now, &tm) == NULL)
+			return mg_err_set(err, MG_ESYS, "cannot read the clock");
+		if (strftime(j->ticket, sizeof(j->ticket), "%Y%m%d-00000000", &tm) == 0)
+			return mg_err_set(err, MG_ESYS, "cannot format the date");
+		return MG_OK;
+	}
+	if (m->n_spare > 0) {
+		memcpy(j->ticket, m->spare[--m->n_spare], sizeof(j->ticket));
+		j->ticket_drawn = true;
+		return MG_OK;
+	}
+	r = mg_db_new_ticket(m->conn, j->ticket, err);
+	if (r < 0) {
+		j->ticket[0] = '\0';
+		return r;
+	}
+	j->ticket_drawn = true;
+	return MG_OK;
+}
+
+static void give_back_ticket(struct mg_mailer *m, struct job *j)
+{
+	if (!j->ticket_drawn)
+		return;
+	if (m->n_spare < SPARE_TICKETS_MAX)
+		memcpy(m->spare[m->n_spare++], j->ticket, sizeof(j->ticket));
+	j->ticket_drawn = false;
+}
+
+/* Render, build and sign the mail of a claimed, due group. */
+static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
+{
+	const struct mg_config *cfg = m->cfg;
+	struct mg_group *g = j->group;
+	struct mg_buf tmpl = MG_BUF_INIT(TEMPLATE_MAX_BYTES);
+	struct mg_buf content = MG_BUF_INIT((size_t)cfg->max_mail_bytes);
+	struct mg_buf message = MG_BUF_INIT((size_t)cfg->max_mail_bytes);
+	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
+	struct mg_rendered out = { 0 };
+	struct mg_render_in in = { 0 };
+	const char **cells = NULL;
+	PGresult *events = NULL;
+	char msgid[MG_TICKET_LEN + 300], token[33], boundary[40], micalg[MG_MICALG_MAX];
+	struct mg_mail mail = { 0 };
+	size_t rows = 0;
+	int r;
+
+	r = mg_addr_check("recipient address", g->recipient_address, err);
+	if (r < 0)
+		goto out;
+	r = read_template(cfg->template_dir, g->template_name, &tmpl, err);
+	if (r < 0)
+		goto out;
+	r = mg_db_load_events(m->conn, g, mg_table_fallback_columns, mg_table_fallback_n_columns,
+			      &events, &cells, &rows, err);
+	if (r < 0)
+		goto out;
+	r = take_ticket(m, j, err);
+	if (r < 0)
+		goto out;
+
+	in.group = g;
+	in.template_name = g->template_name;
+	in.template_text = mg_buf_str(&tmpl);
+	in.template_len = tmpl.len;
+	in.ticket = j->ticket;
+	in.cols = mg_table_fallback_columns;
+	in.n_cols = mg_table_fallback_n_columns;
+	in.cells = cells;
+	in.n_rows = rows;
+	in.attach_csv = mg_render_wants_attachment(g->event_data_format);
+	in.max_bytes = (size_t)cfg->max_mail_bytes;
+	r = mg_render(&in, &out, err);
+	if (r < 0)
+		goto out;
+
+	if (random_token(token, 16) < 0 || random_token(boundary, 32) < 0) {
+		r = mg_err_set(err, MG_ESYS, "cannot get random bytes: %s", strerror(errno));
+		goto out;
+	}
+	(void)snprintf(msgid, sizeof(msgid), "<%s.%s@%s>", j->ticket, token,
+		       mg_addr_domain(m->sender_addr));
+	j->date = (int64_t)time(NULL);
+	mail.from_display = m->sender_display;
+	mail.from_addr = m->sender_addr;
+	mail.to_addr = g->recipient_address;
+	mail.subject = out.subject;
+	mail.body = out.body;
+	mail.attachment = out.csv;
+	mail.attachment_len = out.csv_len;
+	mail.attachment_name = "events.csv";
+	mail.attachment_type = "text/csv";
+	mail.date = j->date;
+	mail.message_id = msgid;
+	mail.boundary = boundary;
+	r = mg_mime_content(&content, &mail, err);
+	if (r < 0)
+		goto out;
+	if (m->signer != NULL) {
+		r = mg_sign_detached(m->signer, mg_buf_str(&content), content.len, &sig, micalg,
+				     err);
+		if (r < 0)
+			goto out;
+	}
+	r = mg_mime_message(&message, &mail, mg_buf_str(&content), content.len,
+			    m->signer != NULL ? mg_buf_str(&sig) : NULL,
+			    m->signer != NULL ? micalg : NULL, err);
+	if (r < 0)
+		goto out;
+	j->message = mg_buf_detach(&message, &j->len);
+	if (j->message == NULL)
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+out:
+	free(cells);
+	PQclear(events);
+	mg_rendered_release(&out);
+	mg_buf_release(&tmpl);
+	mg_buf_release(&content);
+	mg_buf_release(&message);
+	mg_buf_release(&sig);
+	return r;
+}
+
+/* Called by the SMTP layer as soon as a mail's fate is known. */
+static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
+{
+	struct mg_mailer *m = arg;
+	struct job *j = msg->arg;
+	struct mg_log_ctx ctx = job_log_ctx(j);
+	struct mg_err err = { 0 };
+	int r;
+
+	if (msg->result != MG_OK) {
+		m->stats.errors++;
+		mg_log(LOG_ERR, &ctx, "mail to '%s' not sent (%s), will retry: %s",
+		       j->group->recipient_address, mg_rc_name(msg->result), msg->err.msg);
+		/* a mail the server may have taken keeps its ticket out of reuse */
+		if (!msg->maybe_delivered)
+			give_back_ticket(m, j);
+		return;
+	}
+	r = mg_db_mark_sent(m->conn, j->group, j->ticket, j->date, &err);
+	if (r < 0) {
+		m->stats.errors++;
+		if (mg_db_broken(m->conn))
+			m->db_broken = true;
+		mg_log(LOG_ERR, &ctx,
+		       "mail to '%s' was accepted by the SMTP server but recording it failed, "
+		       "so it may be sent again: %s",
+		       j->group->recipient_address, err.msg);
+		return;
+	}
+	m->stats.sent++;
+	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events)",
+	       j->group->recipient_address, j->ticket, j->group->n_events);
+}
+
+int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
+{
+	struct mg_smtp_opts opts = {
+		.host = m->cfg->smtp_host,
+		.port = m->cfg->smtp_port,
+		.timeout_sec = m->cfg->smtp_timeout_sec,
+	};
+	struct mg_smtp_msg *msgs = NULL;
+	struct job *jobs = NULL, **queued = NULL;
+	struct mg_err err = { 0 };
+	size_t n_queued = 0;
+	bool *claimed = NULL;
+	int64_t now;
+	int r = MG_OK;
+
+	jobs = calloc(n, sizeof(*jobs));
+	claimed = calloc(n, sizeof(*claimed));
+	queued = calloc(n, sizeof(*queued));
+	msgs = calloc(n, sizeof(*msgs));
+	if ((jobs == NULL || claimed == NULL || queued == NULL || msgs == NULL) && n > 0) {
+		mg_log(LOG_ERR, NULL, "out of memory; %zu groups stay pending", n);
+		m->stats.errors += n;
+		r = MG_ETEMP;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		struct mg_log_ctx ctx;
+
+		j->group = &groups[i];
+		j->dids = MG_BUF_INIT(4096);
+		j->eids = MG_BUF_INIT(4096);
+		memset(&err, 0, sizeof(err));
+		r = mg_db_claim(m->conn, j->group, &claimed[i], &err);
+		job_describe(j);
+		ctx = job_log_ctx(j);
+		if (r < 0) {
+			m->stats.errors++;
+			mg_log(LOG_ERR, &ctx, "%s", err.msg);
+			if (mg_db_broken(m->conn)) {
+				m->db_broken = true;
+				r = MG_ETEMP;
+				goto out;
+			}
+			continue;
+		}
+		if (!claimed[i]) {
+			m->stats.skipped++;
+			mg_log(LOG_INFO, &ctx,
+			       "group for '%s' is being handled by another process or was sent, "
+			       "skipping",
+			       j->group->recipient_address);
+			continue;
+		}
+		now = (int64_t)time(NULL) * 1000000;
+		if (!mg_group_is_due(j->group, now)) {
+			m->stats.postponed++;
+			mg_log(LOG_DEBUG, &ctx, "group for '%s' postponed: last mail %lld s ago, interval %lld s",
+			       j->group->recipient_address,
+			       (long long)((now - j->group->last_sent) / 1000000),
+			       (long long)j->group->interval_sec);
+			continue;
+		}
+		r = build_mail(m, j, &err);
+		ctx = job_log_ctx(j);
+		if (r < 0) {
+			m->stats.errors++;
+			give_back_ticket(m, j);
+			mg_log(LOG_ERR, &ctx, "group for '%s' failed: %s",
+			       j->group->recipient_address, err.msg);
+			if (mg_db_broken(m->conn)) {
+				m->db_broken = true;
+				r = MG_ETEMP;
+				goto out;
+			}
+			continue;
+		}
+		if (m->dry_run) {
+			m->stats.sent++;
+			mg_log(LOG_INFO, &ctx, "dry run: would send mail to '%s' (%zu bytes, %zu events)",
+			       j->group->recipient_address, j->len, j->group->n_events);
+			continue;
+		}
+		j->rcpts[0] = j->group->recipient_address;
+		msgs[n_queued].from = m->sender_addr;
+		msgs[n_queued].rcpts = j->rcpts;
+		msgs[n_queued].n_rcpts = 1;
+		msgs[n_queued].data = j->message;
+		msgs[n_queued].len = j->len;
+		msgs[n_queued].arg = j;
+		queued[n_queued++] = j;
+	}
+	r = MG_OK;
+	if (n_queued > 0) {
+		memset(&err, 0, sizeof(err));
+		r = mg_smtp_send(&opts, msgs, n_queued, on_mail_done, m, &err);
+		if (r < 0)
+			mg_log(LOG_ERR, NULL, "%s; %zu mails stay pending", err.msg, n_queued);
+	}
+	if (r == MG_OK && m->db_broken)
+		r = MG_ETEMP;
+out:
+	for (size_t i = 0; i < n; i++) {
+		if (jobs != NULL && claimed != NULL && claimed[i])
+			mg_db_unclaim(m->conn, &groups[i]);
+		if (jobs != NULL)
+			job_release(&jobs[i]);
+	}
+	free(msgs);
+	free(queued);
+	free(claimed);
+	free(jobs);
+	return r;
+}

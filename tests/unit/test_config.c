@@ -1,5 +1,201 @@
-/* placeholder */
+/* tests/unit/test_config.c - config parsing, merging and errors */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "config.h"
+#include "mg-alloc.h"
+
+#define GOOD                                                                              \
+	"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": true, \"signing_key\": \"K\"},\n" \
+	" \"database\": {\"event\": {\"name\": \"ev\", \"username\": \"u\", \"password\": \"p\",\n" \
+	"   \"host\": \"localhost\", \"port\": 5432}, \"additional_directive_where\": \"\"},\n"   \
+	" \"template_dir\": \"/t\", \"sender\": \"CERT <cert@example.org>\",\n"               \
+	" \"smtp\": {\"host\": \"mx\", \"port\": 25}, \"logging_level\": \"DEBUG\"}\n"
+
+static int parse1(struct mg_config *cfg, const char *text, struct mg_err *err)
+{
+	struct mg_config_src src = { "/etc/m.conf", text, strlen(text) };
+
+	return mg_config_parse(cfg, &src, 1, err);
+}
+
+static void test_good(void **state)
+{
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(parse1(&cfg, GOOD, &err), MG_OK);
+	assert_string_equal(cfg.db_name, "ev");
+	assert_string_equal(cfg.db_user, "u");
+	assert_string_equal(cfg.db_password, "p");
+	assert_string_equal(cfg.db_port, "5432");
+	assert_string_equal(cfg.additional_directive_where, "");
+	assert_string_equal(cfg.gnupg_home, "/g");
+	assert_true(cfg.always_sign);
+	assert_string_equal(cfg.signing_key, "K");
+	assert_string_equal(cfg.template_dir, "/t");
+	assert_string_equal(cfg.sender, "CERT <cert@example.org>");
+	assert_string_equal(cfg.smtp_host, "mx");
+	assert_int_equal(cfg.smtp_port, 25);
+	assert_int_equal(cfg.log_level, LOG_DEBUG);
+	assert_int_equal(cfg.mails_per_session, 32); /* default */
+	assert_int_equal(cfg.n_warnings, 0);
+	mg_config_release(&cfg);
+}
+
+/* The user file overrides per top-level key, merging objects one level deep. */
+static void test_merge(void **state)
+{
+	static const char user[] = "{\"smtp\": {\"port\": \"2525\"}, \"sender\": \"x@y.example\","
+				   " \"database\": {\"event\": {\"name\": \"other\"}}}";
+	struct mg_config_src srcs[2] = { { "/etc/m.conf", GOOD, strlen(GOOD) },
+					 { "/home/u/.intelmq/m.conf", user, strlen(user) } };
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(mg_config_parse(&cfg, srcs, 2, &err), MG_OK);
+	assert_string_equal(cfg.smtp_host, "mx");
+	assert_int_equal(cfg.smtp_port, 2525);
+	assert_string_equal(cfg.sender, "x@y.example");
+	/* database.event was replaced as a whole: one level deep only */
+	assert_string_equal(cfg.db_name, "other");
+	assert_null(cfg.db_user);
+	mg_config_release(&cfg);
+}
+
+static const struct {
+	const char *text;
+	const char *want; /* substring of the error */
+} bad[] = {
+	{ "{\"template_dir\": \"/t\"}", "'openpgp': missing" },
+	{ "{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": true}, \"template_dir\": \"/t\","
+	  " \"sender\": \"a@b\", \"database\": {\"event\": {\"name\": \"e\"}}}",
+	  "/etc/m.conf: 'openpgp.signing_key': missing, required" },
+	{ "{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": \"yes\", \"signing_key\": \"K\"}}",
+	  "/etc/m.conf: 'openpgp.always_sign': expected true or false, got a string" },
+	{ "{\"openpgp\": 5}", "'openpgp': expected an object" },
+	{ "{\n  \"openpgp\": {\n    \"x\": 1,,\n", "/etc/m.conf:3:12: invalid JSON" },
+	{ "{\"openpgp\": {}} trailing", "/etc/m.conf:1:17: invalid JSON" },
+	{ "[1, 2]", "expected a JSON object at the top level" },
+	{ "", "invalid JSON: unexpected end of file" },
+};
+
+static void test_bad(void **state)
+{
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct mg_config cfg;
+		struct mg_err err = { 0 };
+
+		print_message("case %zu: %s\n", i, bad[i].text);
+		assert_int_equal(parse1(&cfg, bad[i].text, &err), MG_ECONFIG);
+		if (strstr(err.msg, bad[i].want) == NULL)
+			fail_msg("got \"%s\", want \"%s\"", err.msg, bad[i].want);
+	}
+}
+
+/* Wrong values name the file, the key path and what was expected. */
+static void test_bad_values(void **state)
+{
+	static const struct {
+		const char *key_json; /* replaces the smtp object */
+		const char *want;
+	} cases[] = {
+		{ "\"smtp\": {\"port\": \"x\"}",
+		  "/etc/m.conf: 'smtp.port': expected an integer 1..65535, got \"x\"" },
+		{ "\"smtp\": {\"port\": 70000}", "'smtp.port': expected an integer 1..65535" },
+		{ "\"smtp\": {\"port\": 25.5}", "'smtp.port': expected an integer 1..65535, got a number" },
+		{ "\"smtp\": {\"host\": \"\"}", "'smtp.host': expected a non-empty string" },
+		{ "\"smtp\": {\"host\": [1]}", "'smtp.host': expected a string, got an array" },
+		{ "\"logging_level\": \"LOUD\"", "'logging_level': expected DEBUG, INFO" },
+		{ "\"delivery\": {\"mails_per_session\": 0}",
+		  "'delivery.mails_per_session': expected an integer 1..1000, got \"0\"" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[2048];
+		struct mg_config cfg;
+		struct mg_err err = { 0 };
+
+		(void)snprintf(text, sizeof(text),
+			       "{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false,"
+			       " \"signing_key\": \"\"}, \"database\": {\"event\": {\"name\": \"e\"}},"
+			       " \"template_dir\": \"/t\", \"sender\": \"a@b.example\", %s}",
+			       cases[i].key_json);
+		print_message("case %zu: %s\n", i, cases[i].key_json);
+		assert_int_equal(parse1(&cfg, text, &err), MG_ECONFIG);
+		if (strstr(err.msg, cases[i].want) == NULL)
+			fail_msg("got \"%s\", want \"%s\"", err.msg, cases[i].want);
+	}
+}
+
+static void test_unknown_keys_warn(void **state)
+{
+	static const char text[] =
+		"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false, \"signing_key\": \"\"},"
+		" \"database\": {\"event\": {\"name\": \"e\", \"sslmodus\": \"x\"}},"
+		" \"template_dir\": \"/t\", \"sender\": \"a@b.example\", \"script_directory\": \"/s\","
+		" \"colour\": 1}";
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(parse1(&cfg, text, &err), MG_OK);
+	assert_int_equal(cfg.n_warnings, 2);
+	assert_string_equal(cfg.warnings[0],
+			    "/etc/m.conf: unknown key 'database.event.sslmodus', ignoring");
+	assert_string_equal(cfg.warnings[1], "/etc/m.conf: unknown key 'colour', ignoring");
+	assert_false(cfg.always_sign);
+	mg_config_release(&cfg);
+}
+
+static void test_always_sign_needs_key(void **state)
+{
+	static const char text[] =
+		"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": true, \"signing_key\": \"\"},"
+		" \"database\": {\"event\": {\"name\": \"e\"}}, \"template_dir\": \"/t\","
+		" \"sender\": \"a@b.example\"}";
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(parse1(&cfg, text, &err), MG_ECONFIG);
+	assert_non_null(strstr(err.msg, "'openpgp.signing_key': must name a key"));
+}
+
+/* Every allocation failing in turn gives MG_ENOMEM or success, never a crash or leak. */
+static void test_torture(void **state)
+{
+	for (long n = 0; n < 400; n++) {
+		struct mg_config cfg;
+		struct mg_err err = { 0 };
+		int r;
+
+		mg_alloc_fail_after(n);
+		r = parse1(&cfg, GOOD, &err);
+		mg_alloc_fail_after(-1);
+		if (r == MG_OK) {
+			mg_config_release(&cfg);
+			return;
+		}
+		assert_int_equal(r, MG_ENOMEM);
+	}
+	fail_msg("never succeeded");
+}
+
 int main(void)
 {
-	return 0;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_unknown_keys_warn),
+		cmocka_unit_test(test_always_sign_needs_key),
+		cmocka_unit_test(test_torture),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,168 @@
-/* placeholder */
+/* tests/unit/test_render.c - a group rendered as the original's fallback format does */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "mg-alloc.h"
+#include "render.h"
+
+static const char tmpl[] = "\n  Ticket $ticket_number for AS${source.asn}  \n\n"
+			   "Dear $$ friends,\n\n${events_as_csv}\nBye\n\n\n";
+
+static struct mg_kv agg[] = {
+	{ (char *)"source.asn", (char *)"64496" },
+	{ (char *)"time.observation", (char *)"2026-11-26 06:00:00+00" },
+};
+
+static const char *const cells[] = {
+	"64496", "192.0.2.1", "2026-11-26 05:00:00", "53", NULL, NULL, NULL, "udp",
+	"64496", "192.0.2.2", "2026-11-26 05:01:00", "53", NULL, NULL, "x\"y", "udp",
+};
+
+static void setup_in(struct mg_render_in *in, struct mg_group *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->agg = agg;
+	g->n_agg = 2;
+	g->event_data_format = (char *)"csv";
+	memset(in, 0, sizeof(*in));
+	in->group = g;
+	in->template_name = "t.txt";
+	in->template_text = tmpl;
+	in->template_len = strlen(tmpl);
+	in->ticket = "20261126-10000001";
+	in->cols = mg_table_fallback_columns;
+	in->n_cols = mg_table_fallback_n_columns;
+	in->cells = cells;
+	in->n_rows = 2;
+	in->max_bytes = 1 << 20;
+}
+
+#define CSV                                                                                   \
+	"\"asn\",\"ip\",\"timestamp\",\"src_port\",\"dst_ip\",\"dst_port\",\"dst_host\",\"proto\"\r\n" \
+	"\"64496\",\"192.0.2.1\",\"2026-11-26 05:00:00\",\"53\",\"\",\"\",\"\",\"udp\"\r\n"      \
+	"\"64496\",\"192.0.2.2\",\"2026-11-26 05:01:00\",\"53\",\"\",\"\",\"x\"\"y\",\"udp\"\r\n"
+
+static void test_inline(void **state)
+{
+	struct mg_render_in in;
+	struct mg_group g;
+	struct mg_rendered out = { 0 };
+	struct mg_err err = { 0 };
+
+	setup_in(&in, &g);
+	assert_int_equal(mg_render(&in, &out, &err), MG_OK);
+	assert_string_equal(out.subject, "Ticket 20261126-10000001 for AS64496");
+	assert_string_equal(out.body, "Dear $ friends,\n\n" CSV "\nBye\n");
+	assert_null(out.csv);
+	mg_rendered_release(&out);
+}
+
+static void test_attachment(void **state)
+{
+	struct mg_render_in in;
+	struct mg_group g;
+	struct mg_rendered out = { 0 };
+	struct mg_err err = { 0 };
+
+	setup_in(&in, &g);
+	in.attach_csv = true;
+	assert_int_equal(mg_render(&in, &out, &err), MG_OK);
+	assert_string_equal(out.body, "Dear $ friends,\n\n\nBye\n");
+	assert_string_equal(out.csv, CSV);
+	assert_int_equal(out.csv_len, strlen(CSV));
+	mg_rendered_release(&out);
+}
+
+/* Aggregate identifier keys are added last in the original, so they win. */
+static void test_precedence(void **state)
+{
+	static struct mg_kv agg2[] = { { (char *)"ticket_number", (char *)"from-aggregate" } };
+	static const char t[] = "S $ticket_number\nB";
+	struct mg_render_in in;
+	struct mg_group g;
+	struct mg_rendered out = { 0 };
+	struct mg_err err = { 0 };
+
+	setup_in(&in, &g);
+	g.agg = agg2;
+	g.n_agg = 1;
+	in.template_text = t;
+	in.template_len = strlen(t);
+	assert_int_equal(mg_render(&in, &out, &err), MG_OK);
+	assert_string_equal(out.subject, "S from-aggregate");
+	mg_rendered_release(&out);
+}
+
+static void test_errors(void **state)
+{
+	static const struct {
+		const char *tmpl;
+		const char *want;
+	} cases[] = {
+		{ "Subject ${nope}\nbody", "template 't.txt', subject: unknown name 'nope'" },
+		{ "Subject\nbody $ 5", "template 't.txt', body: invalid placeholder" },
+		{ "Subject\nAS ${Source.ASN}", "unknown name 'Source.ASN'" },
+		{ " \n\t\n", "template 't.txt': " },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mg_render_in in;
+		struct mg_group g;
+		struct mg_rendered out = { 0 };
+		struct mg_err err = { 0 };
+
+		setup_in(&in, &g);
+		in.template_text = cases[i].tmpl;
+		in.template_len = strlen(cases[i].tmpl);
+		print_message("case %zu\n", i);
+		assert_int_equal(mg_render(&in, &out, &err), MG_EINPUT);
+		if (strstr(err.msg, cases[i].want) == NULL)
+			fail_msg("got \"%s\", want \"%s\"", err.msg, cases[i].want);
+		assert_null(out.subject);
+	}
+}
+
+static void test_placement_rule(void **state)
+{
+	assert_true(mg_render_wants_attachment("malware_csv_attachment"));
+	assert_false(mg_render_wants_attachment("malware_csv_inline"));
+	assert_false(mg_render_wants_attachment("csv_attachment_x"));
+	assert_false(mg_render_wants_attachment(""));
+}
+
+static void test_torture(void **state)
+{
+	for (long n = 0; n < 200; n++) {
+		struct mg_render_in in;
+		struct mg_group g;
+		struct mg_rendered out = { 0 };
+		struct mg_err err = { 0 };
+		int r;
+
+		setup_in(&in, &g);
+		in.attach_csv = true;
+		mg_alloc_fail_after(n);
+		r = mg_render(&in, &out, &err);
+		mg_alloc_fail_after(-1);
+		if (r == MG_OK) {
+			mg_rendered_release(&out);
+			return;
+		}
+		assert_int_equal(r, MG_ENOMEM);
+	}
+	fail_msg("never succeeded");
+}
+
 int main(void)
 {
-	return 0;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_inline),	   cmocka_unit_test(test_attachment),
+		cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_placement_rule), cmocka_unit_test(test_torture),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,85 @@
+/* lib/config.h - intelmq-mailgen.conf: parsing, merging and validation */
+#ifndef MG_CONFIG_H
+#define MG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mg-err.h"
+
+#define MG_CONFIG_SYSTEM_PATH "/etc/intelmq/intelmq-mailgen.conf"
+#define MG_CONFIG_USER_PATH   ".intelmq/intelmq-mailgen.conf" /* below $HOME */
+
+/*
+ * The settings.  Keys of the original keep their meaning (docs/config.md);
+ * our own settings live in new top-level objects ("delivery").  Strings
+ * are owned by the struct; NULL means "not set" where the key is optional.
+ */
+struct mg_config {
+	/* database.event.* and database.additional_directive_where */
+	char *db_name;
+	char *db_user;
+	char *db_password; /* never logged */
+	char *db_host;
+	char *db_port; /* libpq takes the port as text; checked 1..65535 */
+	char *additional_directive_where;
+	/* openpgp.* (all three required, as in the original) */
+	char *gnupg_home;
+	bool always_sign;
+	char *signing_key;
+	/* top level */
+	char *template_dir;
+	char *sender;
+	int log_level; /* syslog priority, from logging_level */
+	/* smtp.* */
+	char *smtp_host;
+	int smtp_port;
+	/* delivery.* (ours) */
+	int mails_per_session;	/* mails handed to one SMTP connection */
+	int smtp_timeout_sec;	/* per SMTP command / data block */
+	long max_mail_bytes;	/* cap on one rendered mail */
+
+	/* Warnings found while parsing (unknown keys), for the caller to log. */
+	char **warnings;
+	size_t n_warnings;
+};
+
+/* One configuration file's text, with the path used in messages. */
+struct mg_config_src {
+	const char *path;
+	const char *text;
+	size_t len;
+};
+
+/*
+ * Parse config files given in increasing precedence (system file first, user
+ * file last).  As in the original, a later file overrides an earlier one per
+ * top-level key, except that two objects under the same top-level key are
+ * merged one level deep (the user's "smtp": {"port": 2525} keeps the
+ * system's smtp.host).  Then every key is checked against the table of
+ * known keys; errors name the file, the key path and what was expected:
+ *   "/etc/x.conf: 'smtp.port': expected an integer 1..65535, got "x""
+ * and JSON syntax errors name file, line and column.  Unknown keys only add
+ * warnings (the file is shared with other tools).
+ *
+ * On success *cfg holds the settings (release with mg_config_release).  On
+ * failure returns MG_ECONFIG (or MG_ENOMEM) and *cfg is left released.
+ * Pure.
+ */
+int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, size_t n_srcs,
+		    struct mg_err *err);
+
+/* Free everything the struct owns and zero it.  NULL-safe. */
+void mg_config_release(struct mg_config *cfg);
+
+/*
+ * Read the files and parse them: path_override (from -c) alone when given,
+ * else /etc/intelmq/intelmq-mailgen.conf and $HOME/.intelmq/... (each only
+ * if it exists; none at all is an error).  Does I/O (lib/config-load.c).
+ */
+int mg_config_load(struct mg_config *cfg, const char *path_override, struct mg_err *err);
+
+/* syslog priority for a logging_level name ("DEBUG", "INFO", ...), or -1. */
+int mg_config_level(const char *name);
+
+#endif /* MG_CONFIG_H */

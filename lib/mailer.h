@@ -1,0 +1,55 @@
+/* lib/mailer.h - one group to one mail: claim, render, sign, send, record */
+#ifndef MG_MAILER_H
+#define MG_MAILER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "directive.h"
+#include "mg-err.h"
+
+/* What happened to the groups handed to a mailer so far. */
+struct mg_mailer_stats {
+	unsigned long sent;	 /* accepted by the SMTP server (would be, in a dry run) */
+	unsigned long postponed; /* not due yet */
+	unsigned long errors;	 /* failed; the group stays pending */
+	unsigned long skipped;	 /* another process had it, or it was sent meanwhile */
+};
+
+struct mg_mailer;
+
+/*
+ * A mailer works on the groups it is given with the connection conn (borrowed,
+ * autocommit), signing with its own gpgme context when openpgp.always_sign
+ * is set.  In a dry run it renders and signs but sends nothing and changes
+ * nothing in the database (no ticket is drawn: "YYYYMMDD-00000000" stands
+ * in for it).  Returns MG_ECONFIG for an unusable sender or signing key.
+ * Not thread-safe: one mailer per thread.
+ */
+int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run,
+		  struct mg_mailer **ret, struct mg_err *err);
+
+/* NULL-safe. */
+void mg_mailer_free(struct mg_mailer *m);
+
+/*
+ * Process groups[0..n) (at most delivery.mails_per_session of them): claim
+ * each, postpone it if it is not due, otherwise render, sign and queue its
+ * mail; then hand every queued mail to the SMTP server over one
+ * connection, and record each accepted mail in the database before the
+ * next one is sent.  Every failure is logged once with the group's
+ * directive and event ids, and its group stays pending.
+ *
+ * Returns MG_OK, or MG_ETEMP when the SMTP server could not be reached or
+ * the database connection broke (the caller should stop for now: the
+ * remaining groups stay pending).
+ */
+int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n);
+
+/* The counters so far.  Borrowed. */
+const struct mg_mailer_stats *mg_mailer_stats(const struct mg_mailer *m);
+
+#endif /* MG_MAILER_H */

@@ -1,0 +1,55 @@
+/* lib/smtp.h - handing mails to an SMTP server through libESMTP */
+#ifndef MG_SMTP_H
+#define MG_SMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mg-err.h"
+
+/* Where and how to connect. */
+struct mg_smtp_opts {
+	const char *host;
+	int port;
+	int timeout_sec; /* per reply and per data block; libESMTP's RFC minimums overridden */
+};
+
+/*
+ * One mail.  The caller fills the first block; mg_smtp_send() fills the
+ * outcome: result is MG_OK (accepted by the server for every recipient),
+ * MG_ETEMP (4xx, connection trouble, timeout, or an unknown outcome) or
+ * MG_EREJECT (5xx), with err saying what the server said.
+ */
+struct mg_smtp_msg {
+	const char *from;	   /* envelope sender */
+	const char *const *rcpts;  /* envelope recipients */
+	size_t n_rcpts;
+	const char *data;	   /* the whole message, CRLF line ends */
+	size_t len;
+	void *arg;		   /* for the caller's done callback */
+
+	int result;
+	bool done;
+	bool maybe_delivered; /* result is MG_ETEMP but the server may have it */
+	struct mg_err err;
+};
+
+/*
+ * Called once per mail, as soon as its outcome is known: for accepted mails
+ * right after the server's reply to the end of data and before the next
+ * mail is started, so the caller can record it first.
+ */
+typedef void mg_smtp_done_fn(struct mg_smtp_msg *msg, void *arg);
+
+/*
+ * Send msgs[0..n) over one SMTP connection (libESMTP cannot keep a
+ * connection across sessions, so mails share one by being sent in one
+ * session).  done is called exactly once for every mail.  Returns MG_OK
+ * when the session ran (see each msg->result), or MG_ETEMP when the server
+ * could not be reached or the connection failed; then err says why and
+ * every mail not yet done was reported as MG_ETEMP.
+ */
+int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t n,
+		 mg_smtp_done_fn *done, void *arg, struct mg_err *err);
+
+#endif /* MG_SMTP_H */
