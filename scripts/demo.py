@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""scripts/demo.py - the demo run of scripts/demo.sh (uses the test harness's servers)."""
+
+import email
+import email.policy
+import os
+import shutil
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+os.environ.setdefault("MG_SOURCE_DIR", TOP)
+os.environ.setdefault("MG_BUILD_DIR", os.path.join(TOP, "build"))
+
+from harness import (GpgHome, PgCluster, SmtpSink, make_config, make_directive,  # noqa: E402
+                     run_cbmail, write_config)
+
+DEMO_DIR = os.path.join(TOP, "demo")
+
+# Sample events: open DNS resolvers in two networks (one mail per network,
+# CSV inline) and malware infections in a third (CSV as an attachment).
+SAMPLES = [
+    ("abuse@as64496.example", 64496, "192.0.2.%d", "dns", 53, 3,
+     "example-template.txt", "csv_DNS-open-resolvers"),
+    ("abuse@as64497.example", 64497, "198.51.100.%d", "dns", 53, 2,
+     "example-template.txt", "csv_DNS-open-resolvers"),
+    ("cert@as64498.example", 64498, "203.0.113.%d", "http", 80, 4,
+     "example-template-attachment.txt", "malware_csv_attachment"),
+]
+
+
+def first_part_and_signature(raw):
+    """The signed bytes (RFC 3156: the first part, exactly) and the signature."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    boundary = msg.get_boundary().encode()
+    delim = b"--" + boundary
+    start = raw.index(delim + b"\r\n") + len(delim) + 2
+    end = raw.index(b"\r\n" + delim, start)
+    sig = msg.get_payload()[1].get_payload(decode=True)
+    return raw[start:end], sig
+
+
+def main():
+    if os.path.isdir(DEMO_DIR):
+        shutil.rmtree(DEMO_DIR)
+    os.makedirs(os.path.join(DEMO_DIR, "mails"))
+    with PgCluster() as pg, SmtpSink() as smtp, GpgHome() as gpg:
+        print("demo: PostgreSQL on %s (port %s), SMTP on %s:%d, GnuPG home %s"
+              % (pg.host, pg.port, smtp.host, smtp.port, gpg.home))
+        pg.create_db("intelmq-events")
+        events = []
+        for rcpt, asn, ipfmt, proto_app, port, count, tmpl, edf in SAMPLES:
+            for i in range(count):
+                events.append({
+                    "directives": [make_directive(
+                        recipient_address=rcpt, template_name=tmpl,
+                        notification_format="shadowserver", event_data_format=edf,
+                        aggregate_identifier={"source.asn": asn},
+                        notification_interval=86400)],
+                    "fields": {"source.ip": ipfmt % (i + 10), "source.asn": asn,
+                               "source.port": port, "protocol.application": proto_app},
+                })
+        pg.insert_events("intelmq-events", events)
+        print("demo: inserted %d events; the trigger made %s directives"
+              % (len(events), pg.scalar("intelmq-events", "SELECT count(*) FROM directives")))
+        cfg = make_config(pg=pg, db="intelmq-events", gpg=gpg, smtp=smtp,
+                          sender="CERT Example <cert@example.org>", logging_level="INFO")
+        cfg_path = write_config(cfg, DEMO_DIR)
+        print("demo: config written to %s" % cfg_path)
+        print("demo: $ intelmqcbmail --all -c %s" % cfg_path)
+        rc, out, err = run_cbmail(["--all"], cfg_path)
+        sys.stdout.write(err + out)
+        if rc != 0:
+            print("demo: intelmqcbmail failed with exit status %d" % rc)
+            return 1
+        ok = True
+        for n, (env, raw) in enumerate(smtp.messages(), 1):
+            path = os.path.join(DEMO_DIR, "mails", "%02d.eml" % n)
+            with open(path, "wb") as f:
+                f.write(raw)
+            signed, sig = first_part_and_signature(raw)
+            good, _ = gpg.verify(signed, sig)
+            ok = ok and good
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            print("demo: %s  to %-24s  %s  signature: %s"
+                  % (path, env["rcpt_tos"][0], msg["Subject"], "good" if good else "BAD"))
+        print("demo: tickets recorded in table sent:")
+        sys.stdout.write(pg.psql("intelmq-events",
+                                 "SELECT s.intelmq_ticket, count(d.id) AS directives"
+                                 " FROM sent s JOIN directives d ON d.sent_id = s.id"
+                                 " GROUP BY 1 ORDER BY 1"))
+        print("demo: the mails are in %s (open them with any mail client, e.g."
+              " 'mutt -f' on a Maildir or a plain viewer)" % os.path.join(DEMO_DIR, "mails"))
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
