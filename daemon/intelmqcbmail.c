@@ -143,15 +143,26 @@ static void show_batch(const struct mg_group *groups, size_t n)
 			     groups[i].event_data_format, groups[i].n_events);
 }
 
-/* Hand groups to the mailer in pieces of at most one SMTP session each. */
-static int send_groups(struct mg_mailer *m, struct mg_group *groups, size_t n, size_t per_session)
+/*
+ * Hand groups to the mailer in pieces of at most one SMTP session each.
+ * The first session of a run carries one mail only: if the SMTP server is
+ * down, that costs one drawn ticket number instead of a session's worth.
+ */
+static int send_groups(struct mg_mailer *m, struct mg_group *groups, size_t n, size_t per_session,
+		       bool *smtp_proven)
 {
-	for (size_t off = 0; off < n; off += per_session) {
-		size_t k = n - off < per_session ? n - off : per_session;
+	size_t off = 0;
+
+	while (off < n) {
+		size_t limit = *smtp_proven ? per_session : 1;
+		size_t k = n - off < limit ? n - off : limit;
 		int r = mg_mailer_process(m, groups + off, k);
 
 		if (r < 0)
 			return r;
+		if (mg_mailer_stats(m)->sent > 0)
+			*smtp_proven = true;
+		off += k;
 	}
 	return MG_OK;
 }
@@ -172,7 +183,7 @@ int main(int argc, char **argv)
 	const struct mg_mailer_stats *st;
 	PGconn *conn = NULL;
 	size_t n = 0, per_session;
-	bool stopped = false, scan_failed = false;
+	bool stopped = false, scan_failed = false, smtp_proven = false;
 	int r, status = 1;
 
 	r = parse_args(argc, argv);
@@ -243,7 +254,7 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
-		r = send_groups(mailer, groups, n, per_session);
+		r = send_groups(mailer, groups, n, per_session, &smtp_proven);
 		free_groups(groups, n);
 		groups = NULL;
 		if (r < 0) {

@@ -16,6 +16,13 @@
  * first character encoded, so no transport line can be mangled by mbox
  * writers or SMTP dot handling.  A lone CR is encoded as =0D.
  *
+ * The output ends in CRLF exactly when text ends in a newline (LF or
+ * CRLF); the last line of text without one gets none, and its trailing
+ * white space is encoded too.  The "From "/"." rule applies to every
+ * output line, also to one that starts after a soft break.  The output
+ * never contains "=_" (RFC 2045 5.1 suggests it for boundaries).  On
+ * failure out may hold part of the output.
+ *
  * Returns MG_OK, MG_ENOMEM, or MG_EINPUT when out would exceed out->max.
  * Pure: no I/O, no logging, no global state.
  */
