@@ -405,20 +405,25 @@ static void hw_encoded_words(struct hw *w, const char *s, size_t len)
 /*
  * Unstructured text that can stay as it is: ASCII, nothing a decoder
  * would take for an encoded-word, and foldable into lines of at most
- * HARD_MAX.  Folding inserts CRLF before white space only (RFC 5322 2.2.3).
+ * HARD_MAX.  Folding inserts CRLF before white space only (RFC 5322
+ * 2.2.3), so a line holds at most FOLD_MAX columns plus one segment (see
+ * hw_fold(), trailing white space counted with the last word): a segment
+ * up to HARD_MAX - FOLD_MAX - 1 keeps every line within HARD_MAX.
  */
 static bool text_is_plain(const char *v, size_t len)
 {
-	size_t seg = 1; /* the space after the colon starts the first segment */
+	size_t seg = 1, end = len; /* the space after the colon starts the first segment */
 
 	if (strstr(v, "=?") != NULL)
 		return false;
+	while (end > 0 && is_wsp(v[end - 1]))
+		end--;
 	for (size_t i = 0; i < len; i++) {
 		if ((unsigned char)v[i] >= 0x80)
 			return false;
-		if (is_wsp(v[i]) && i > 0 && !is_wsp(v[i - 1]))
+		if (i < end && i > 0 && is_wsp(v[i]) && !is_wsp(v[i - 1]))
 			seg = 0;
-		if (++seg > HARD_MAX)
+		if (++seg > HARD_MAX - FOLD_MAX - 1)
 			return false;
 	}
 	return true;

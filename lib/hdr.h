@@ -15,6 +15,8 @@
  * second one: CR, LF, NUL or another control character except TAB, or
  * bytes that are not valid UTF-8.  Values come from the database, so this
  * is input validation: the caller fails the group.  Pure.
+ * "Control" includes DEL and the C1 range U+0080..U+009F.  The message
+ * names the field and the byte offset of the first bad character.
  */
 int mg_hdr_check_value(const char *name, const char *value, struct mg_err *err);
 
@@ -33,6 +35,9 @@ int mg_addr_check(const char *what, const char *addr, struct mg_err *err);
  * success *ret_display (NULL when there is none) and *ret_addr are
  * malloc'd and owned by the caller.  The address is checked with
  * mg_addr_check().  Pure.
+ * A quoted name is unescaped; an unquoted one is taken as it is (trimmed),
+ * specials included.  An empty name gives NULL.  ret_* are set only on
+ * success.
  */
 int mg_addr_parse_mailbox(const char *mailbox, char **ret_display, char **ret_addr,
 			  struct mg_err *err);
@@ -47,6 +52,9 @@ const char *mg_addr_domain(const char *addr);
  * becomes RFC 2047 encoded-words ("=?UTF-8?B?...?=", each at most 75
  * characters, never splitting a UTF-8 sequence) separated by CRLF SP.
  * Pure.
+ * ASCII holding "=?" or a word too long to fold is encoded as well; an
+ * empty value gives "Name:" CRLF.  Nothing is written when value is bad;
+ * after MG_ENOMEM or the cap of out, out may hold part of the field.
  */
 int mg_hdr_add_text(struct mg_buf *out, const char *name, const char *value, struct mg_err *err);
 
@@ -55,8 +63,8 @@ int mg_hdr_add_text(struct mg_buf *out, const char *name, const char *value, str
  * display name is written as an atom phrase, a quoted string, or RFC 2047
  * encoded-words as needed.  Pure.
  */
-int mg_hdr_add_mailbox(struct mg_buf *out, const char *name, const char *display,
-		       const char *addr, struct mg_err *err);
+int mg_hdr_add_mailbox(struct mg_buf *out, const char *name, const char *display, const char *addr,
+		       struct mg_err *err);
 
 /* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates).  Pure. */
 bool mg_utf8_valid(const char *s, size_t len);

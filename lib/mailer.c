@@ -84,6 +84,7 @@ int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run,
 		return mg_err_set(err, MG_ENOMEM, "out of memory");
 	m->cfg = cfg;
 	m->conn = conn;
+	m->stats.next_due = INT64_MAX;
 	m->dry_run = dry_run;
 	r = mg_addr_parse_mailbox(cfg->sender, &m->sender_display, &m->sender_addr, err);
 	if (r < 0) {
@@ -417,6 +418,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		now = (int64_t)time(NULL) * 1000000;
 		if (!mg_group_is_due(j->group, now)) {
 			m->stats.postponed++;
+			if (mg_group_due_at(j->group) < m->stats.next_due)
+				m->stats.next_due = mg_group_due_at(j->group);
 			mg_log(LOG_DEBUG, &ctx, "group for '%s' postponed: last mail %lld s ago, interval %lld s",
 			       j->group->recipient_address,
 			       (long long)((now - j->group->last_sent) / 1000000),

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -17,6 +18,8 @@ struct mg_mailer_stats {
 	unsigned long postponed; /* not due yet */
 	unsigned long errors;	 /* failed; the group stays pending */
 	unsigned long skipped;	 /* another process had it, or it was sent meanwhile */
+	int64_t next_due;	 /* earliest moment a postponed group becomes due
+				    (microseconds since the epoch; INT64_MAX: none) */
 };
 
 struct mg_mailer;

@@ -20,6 +20,7 @@
 #define SIG_PREFIX	 "=_sig_"
 #define BOUNDARY_MIN	 16
 #define BOUNDARY_MAX	 60
+#define MEDIA_TYPE_MAX	 100
 #define FILENAME_MAX_LEN 200		 /* keeps Content-Disposition far below 998 */
 #define DATE_MIN	 (-2208988800LL) /* 1900-01-01T00:00:00Z: RFC 5322 3.3 year >= 1900 */
 #define DATE_MAX	 253402300799LL	 /* 9999-12-31T23:59:59Z: four digits */
@@ -95,7 +96,7 @@ static int check_media_type(const char *t, struct mg_err *err)
 	const char *slash = t != NULL ? strchr(t, '/') : NULL;
 	size_t i;
 
-	if (slash == NULL || slash == t || slash[1] == '\0')
+	if (slash == NULL || slash == t || slash[1] == '\0' || strlen(t) > MEDIA_TYPE_MAX)
 		goto bad;
 	for (i = 0; t[i] != '\0'; i++)
 		if (t + i != slash && !is_token_char(t[i]))
@@ -319,6 +320,21 @@ int mg_mime_message(struct mg_buf *out, const struct mg_mail *m, const char *con
 		return mg_err_set(err, MG_EINPUT, "header 'Date': time %lld is out of range",
 				  (long long)m->date);
 	r = check_message_id(m->message_id, err);
+	if (r < 0)
+		return r;
+	/* check every header value before the first byte is written */
+	r = mg_addr_check("header 'From': address", m->from_addr, err);
+	if (r < 0)
+		return r;
+	if (m->from_display != NULL) {
+		r = mg_hdr_check_value("From", m->from_display, err);
+		if (r < 0)
+			return r;
+	}
+	r = mg_addr_check("header 'To': address", m->to_addr, err);
+	if (r < 0)
+		return r;
+	r = mg_hdr_check_value("Subject", m->subject, err);
 	if (r < 0)
 		return r;
 	if (signature != NULL) {

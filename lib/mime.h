@@ -14,18 +14,18 @@
  * and borrowed.
  */
 struct mg_mail {
-	const char *from_display;   /* NULL: none */
-	const char *from_addr;	    /* checked address */
-	const char *to_addr;	    /* checked address */
-	const char *subject;	    /* unstructured, may be non-ASCII */
-	const char *body;	    /* text, LF or CRLF line ends */
-	const char *attachment;	    /* NULL: no attachment */
-	size_t attachment_len;	    /* bytes of attachment */
+	const char *from_display;    /* NULL: none */
+	const char *from_addr;	     /* checked address */
+	const char *to_addr;	     /* checked address */
+	const char *subject;	     /* unstructured, may be non-ASCII */
+	const char *body;	     /* text, LF or CRLF line ends */
+	const char *attachment;	     /* NULL: no attachment */
+	size_t attachment_len;	     /* bytes of attachment */
 	const char *attachment_name; /* "events.csv" */
 	const char *attachment_type; /* "text/csv" */
-	int64_t date;		    /* seconds since the epoch, written in UTC */
-	const char *message_id;	    /* "<...@domain>" */
-	const char *boundary;	    /* random token, [A-Za-z0-9]{16,60}; parts append suffixes */
+	int64_t date;		     /* seconds since the epoch, written in UTC */
+	const char *message_id;	     /* "<...@domain>" */
+	const char *boundary;	     /* random token, [A-Za-z0-9]{16,60}; parts append suffixes */
 };
 
 /*
@@ -36,6 +36,10 @@ struct mg_mail {
  * attachment; filename=...).  Starts with the entity's own MIME headers,
  * uses CRLF everywhere.  Returns MG_OK, MG_ENOMEM or MG_EINPUT (bad UTF-8 or
  * the cap of out).  Pure.
+ * The attachment must be UTF-8 text (it is labelled charset=utf-8), its
+ * name printable ASCII without '"' or '\\' (no RFC 2231), its type a plain
+ * "type/subtype".  Boundaries are "=_mix_"/"=_sig_" + m->boundary: "=_"
+ * never occurs in quoted-printable output.
  */
 int mg_mime_content(struct mg_buf *out, const struct mg_mail *m, struct mg_err *err);
 
@@ -48,6 +52,9 @@ int mg_mime_content(struct mg_buf *out, const struct mg_mail *m, struct mg_err *
  *    byte, so the signature made over it verifies) and an
  *    application/pgp-signature part holding signature (ASCII armor).
  * content must come from mg_mime_content() for the same m.  Pure.
+ * All header values are checked before the first byte is written; after
+ * MG_ENOMEM or the cap of out, out may hold part of the message.  The
+ * message always ends in CRLF.
  */
 int mg_mime_message(struct mg_buf *out, const struct mg_mail *m, const char *content,
 		    size_t content_len, const char *signature, const char *micalg,
