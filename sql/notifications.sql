@@ -382,4 +382,35 @@ CREATE TRIGGER events_insert_directive_trigger
     FOR EACH ROW
     EXECUTE PROCEDURE events_insert_directives_for_row();
 
+-- mailgen-c: wake mailgend when directives arrive.  Once per INSERT
+-- statement (not per row), with an empty payload; PostgreSQL merges
+-- identical notifications of one transaction and delivers them at commit.
+-- The channel is 'mailgen' unless the database (or role) sets
+--   ALTER DATABASE "intelmq-events" SET mailgen.notify_channel = 'other';
+-- which must then match daemon.notify_channel.  A failure here (a full
+-- notification queue, say) is only a WARNING: it never fails IntelMQ's
+-- INSERT; mailgend's safety rescan finds the directives anyway.
+CREATE OR REPLACE FUNCTION directives_notify_mailgen()
+RETURNS TRIGGER
+AS $$
+BEGIN
+    BEGIN
+        PERFORM pg_notify(coalesce(nullif(current_setting('mailgen.notify_channel', true), ''),
+                                   'mailgen'), '');
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'mailgen: notifying mailgend failed: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+    END;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql VOLATILE;
+
+ALTER FUNCTION directives_notify_mailgen() OWNER TO eventdb_owner;
+
+DROP TRIGGER IF EXISTS directives_notify_mailgen_trigger ON directives;
+CREATE TRIGGER directives_notify_mailgen_trigger
+AFTER INSERT ON directives
+FOR EACH STATEMENT
+EXECUTE PROCEDURE directives_notify_mailgen();
+
+
 COMMIT;

@@ -60,6 +60,7 @@ SNAPSHOT_QUERIES = {
           FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
     "triggers": """
         SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+           AND tgname <> 'directives_notify_mailgen_trigger'  -- ours, added
          ORDER BY tgname""",
     "functions": """
         SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner), p.prosecdef,
@@ -439,6 +440,36 @@ class DirectiveTrigger(unittest.TestCase):
         self.assertEqual(self.pg.scalar(self.db, """
             SELECT count(*) FROM directives WHERE events_id BETWEEN %d AND %d"""
                                         % (ids[0], ids[-1])), "200")
+
+    def _notifications(self, sql):
+        """Run sql in a session that LISTENs on 'mailgen'; return the notifications psql saw."""
+        r = self.pg.psql_run(self.db, "LISTEN mailgen;\n" + sql + "\nSELECT 1;\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [l for l in r.stdout.splitlines() if "Asynchronous notification" in l]
+
+    def test_notify_once_per_transaction(self):
+        # Three events with two directives each in one transaction: one wake-up.
+        sql = "BEGIN;\n" + "".join(
+            self.pg.event_insert_sql([make_directive(), make_directive(recipient_address="x@y.example")],
+                                     returning=False) for _ in range(3)) + "COMMIT;"
+        got = self._notifications(sql)
+        self.assertEqual(len(got), 1, got)
+        self.assertIn('"mailgen"', got[0])
+
+    def test_notify_channel_setting(self):
+        self.pg.psql(self.db, "ALTER ROLE postgres IN DATABASE %s SET mailgen.notify_channel = 'other'"
+                     % harness.sql_ident(self.db))
+        try:
+            r = self.pg.psql_run(self.db, "LISTEN other;\n" + self.pg.event_insert_sql(
+                [make_directive()], returning=False) + "SELECT 1;\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn('Asynchronous notification "other"', r.stdout)
+        finally:
+            self.pg.psql(self.db, "ALTER ROLE postgres IN DATABASE %s RESET mailgen.notify_channel"
+                         % harness.sql_ident(self.db))
+
+    def test_no_notify_without_directives(self):
+        self.assertEqual(self._notifications(self.pg.event_insert_sql(None, returning=False)), [])
 
     def test_delete_event_cascades(self):
         eid, _ = self.insert([make_directive()])
