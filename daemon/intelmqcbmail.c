@@ -169,6 +169,8 @@ static int send_groups(struct mg_mailer *m, struct mg_group *groups, size_t n, s
 
 static void free_groups(struct mg_group *groups, size_t n)
 {
+	if (groups == NULL)
+		return;
 	for (size_t i = 0; i < n; i++)
 		mg_group_release(&groups[i]);
 	free(groups);
@@ -241,11 +243,13 @@ int main(int argc, char **argv)
 			case ANSWER_SKIP:
 				free_groups(groups, n);
 				groups = NULL;
+				n = 0;
 				continue;
 			case ANSWER_QUIT:
 				stopped = true;
 				free_groups(groups, n);
 				groups = NULL;
+				n = 0;
 				continue;
 			case ANSWER_ALL:
 				arg_all = true;
@@ -257,6 +261,7 @@ int main(int argc, char **argv)
 		r = send_groups(mailer, groups, n, per_session, &smtp_proven);
 		free_groups(groups, n);
 		groups = NULL;
+		n = 0;
 		if (r < 0) {
 			mg_log(LOG_ERR, NULL,
 			       "stopping: the SMTP server or the database is not usable; the "

@@ -51,10 +51,23 @@ static const struct cf_key cf_keys[] = {
 	{ "logging_level", CF_LEVEL, OFF(log_level), false, "INFO", 0, 0 },
 	{ "smtp.host", CF_STR, OFF(smtp_host), false, "localhost", 0, 0 },
 	{ "smtp.port", CF_INTPORT, OFF(smtp_port), false, "25", 1, 65535 },
-	{ "delivery.mails_per_session", CF_INT, OFF(mails_per_session), false, "32", 1, 1000 },
+	{ "delivery.mails_per_session", CF_INT, OFF(mails_per_session), false, "32", 1, 64 },
 	{ "delivery.smtp_timeout_seconds", CF_INT, OFF(smtp_timeout_sec), false, "60", 1, 3600 },
 	{ "delivery.max_mail_bytes", CF_LONG, OFF(max_mail_bytes), false, "33554432", 65536,
 	  1073741824 },
+	{ "daemon.notify_channel", CF_STR, OFF(notify_channel), false, "mailgen", 0, 0 },
+	{ "daemon.debounce_quiet_ms", CF_INT, OFF(debounce_quiet_ms), false, "2000", 0, 3600000 },
+	{ "daemon.debounce_max_ms", CF_INT, OFF(debounce_max_ms), false, "30000", 0, 3600000 },
+	{ "daemon.rescan_interval_seconds", CF_INT, OFF(rescan_interval_sec), false, "300", 1,
+	  86400 },
+	{ "daemon.workers", CF_INT, OFF(workers), false, "0", 0, 64 },
+	{ "daemon.control_socket", CF_STR, OFF(control_socket), false, "/run/mailgen/mailgend.sock",
+	  0, 0 },
+	{ "daemon.retry_min_seconds", CF_INT, OFF(retry_min_sec), false, "5", 1, 86400 },
+	{ "daemon.retry_max_seconds", CF_INT, OFF(retry_max_sec), false, "600", 1, 86400 },
+	{ "daemon.db_ping_seconds", CF_INT, OFF(db_ping_sec), false, "30", 1, 3600 },
+	{ "daemon.shutdown_timeout_seconds", CF_INT, OFF(shutdown_timeout_sec), false, "60", 1,
+	  3600 },
 };
 
 /* Keys of the original that we accept and do not use (yet): no warning. */
@@ -64,7 +77,7 @@ static const char *const cf_ignored[] = {
 
 /* Objects that may hold keys (so "database" is not an unknown key). */
 static const char *const cf_objects[] = {
-	"database", "database.event", "openpgp", "smtp", "delivery",
+	"database", "database.event", "openpgp", "smtp", "delivery", "daemon",
 };
 
 static const struct {
@@ -557,6 +570,21 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 		r = mg_err_set(err, MG_ECONFIG,
 			       "%s: 'openpgp.signing_key': must name a key when always_sign is true",
 			       origin_of(&m, "openpgp.signing_key"));
+		goto out;
+	}
+	if (cfg->retry_max_sec < cfg->retry_min_sec) {
+		r = mg_err_set(err, MG_ECONFIG,
+			       "%s: 'daemon.retry_max_seconds': must not be less than "
+			       "'daemon.retry_min_seconds' (%d)",
+			       origin_of(&m, "daemon.retry_max_seconds"), cfg->retry_min_sec);
+		goto out;
+	}
+	if (strspn(cfg->notify_channel, "abcdefghijklmnopqrstuvwxyz0123456789_") !=
+		    strlen(cfg->notify_channel) ||
+	    strlen(cfg->notify_channel) > 63) {
+		r = mg_err_set(err, MG_ECONFIG,
+			       "%s: 'daemon.notify_channel': expected 1..63 of [a-z0-9_], got \"%.70s\"",
+			       origin_of(&m, "daemon.notify_channel"), cfg->notify_channel);
 		goto out;
 	}
 	r = check_unknown(cfg, &m, m.root, "");

@@ -13,14 +13,20 @@
 #define SCAN_CURSOR    "mailgen_pending"
 #define ADVISORY_CLASS "19783" /* 0x4d47, "MG": our class of two-key advisory locks */
 
-/* The server's primary message, first line only. */
+/*
+ * The server's primary message; libpq's own messages can span lines ("...
+ * This probably means the server terminated abnormally"), so keep the first.
+ * The result lives in a per-thread buffer until the next call.
+ */
 static const char *db_message(PGconn *conn, const PGresult *res)
 {
+	static __thread char line[300];
 	const char *m = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
 	if (m == NULL || m[0] == '\0')
 		m = PQerrorMessage(conn);
-	return m;
+	(void)snprintf(line, sizeof(line), "%.*s", (int)strcspn(m, "\n"), m);
+	return line;
 }
 
 /*
@@ -62,7 +68,7 @@ bool mg_db_broken(PGconn *conn)
 int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
 		  struct mg_err *err)
 {
-	const char *keys[8], *vals[8];
+	const char *keys[10], *vals[10];
 	PGconn *conn;
 	size_t n = 0;
 	int r;
@@ -82,6 +88,8 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 	KV("port", cfg->db_port);
 	KV("application_name", application_name);
 	KV("client_encoding", "UTF8");
+	/* as the original (SET TIME ZONE 'UTC'): the ticket day and every time are UTC */
+	KV("options", "-c TimeZone=UTC");
 #undef KV
 	keys[n] = NULL;
 	vals[n] = NULL;

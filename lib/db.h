@@ -18,7 +18,8 @@
  * Connect with the settings of database.event.* (libpq defaults and PG*
  * variables fill in what is not set).  The connection is in autocommit
  * mode with client_encoding UTF8.  Returns MG_ETEMP when the server
- * cannot be reached, MG_ECONFIG on authentication or unknown database.
+ * cannot be reached or refuses us (libpq does not tell authentication
+ * failures apart from an unreachable server reliably).
  */
 int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
 		  struct mg_err *err);

@@ -132,6 +132,15 @@ static void job_describe(struct job *j)
 	(void)mg_ids_join(&j->eids, j->group->event_ids, j->group->n_events, LOG_IDS_MAX);
 }
 
+/* The time in microseconds: the interval rule compares with sub-second precision. */
+static int64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int random_token(char *out, size_t n_hex)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -348,8 +357,14 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 	r = mg_db_mark_sent(m->conn, j->group, j->ticket, j->date, &err);
 	if (r < 0) {
 		m->stats.errors++;
-		if (mg_db_broken(m->conn))
+		if (mg_db_broken(m->conn)) {
+			/*
+			 * Our claims went with the connection: another process may take
+			 * the groups still queued in this session, so send no more.
+			 */
 			m->db_broken = true;
+			mg_smtp_abort();
+		}
 		mg_log(LOG_ERR, &ctx,
 		       "mail to '%s' was accepted by the SMTP server but recording it failed, "
 		       "so it may be sent again: %s",
@@ -415,7 +430,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 			       j->group->recipient_address);
 			continue;
 		}
-		now = (int64_t)time(NULL) * 1000000;
+		now = now_usec();
 		if (!mg_group_is_due(j->group, now)) {
 			m->stats.postponed++;
 			if (mg_group_due_at(j->group) < m->stats.next_due)
@@ -460,7 +475,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		memset(&err, 0, sizeof(err));
 		r = mg_smtp_send(&opts, msgs, n_queued, on_mail_done, m, &err);
 		if (r < 0)
-			mg_log(LOG_ERR, NULL, "%s; %zu mails stay pending", err.msg, n_queued);
+			mg_log(LOG_ERR, NULL, "%s; the mails not sent stay pending", err.msg);
 	}
 	if (r == MG_OK && m->db_broken)
 		r = MG_ETEMP;

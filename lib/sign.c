@@ -47,6 +47,25 @@ void mg_sign_free(struct mg_signer *s)
 	free(s);
 }
 
+static int sign_probe(struct mg_signer *s, const char *key, const char *gnupg_home,
+		      struct mg_err *err)
+{
+	static const char probe[] = "mailgen signing key check\r\n";
+	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
+	struct mg_err e = { 0 };
+	char micalg[MG_MICALG_MAX];
+	int r;
+
+	r = mg_sign_detached(s, probe, sizeof(probe) - 1, &sig, micalg, &e);
+	mg_buf_release(&sig);
+	if (r < 0)
+		return mg_err_set(err, MG_ECONFIG,
+				  "'openpgp.signing_key': cannot sign with key '%s' from '%s' (is it "
+				  "protected by a passphrase?): %s",
+				  key, gnupg_home, e.msg);
+	return MG_OK;
+}
+
 int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret,
 		struct mg_err *err)
 {
@@ -98,6 +117,14 @@ int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret,
 			       gerr(e, ebuf, sizeof(ebuf)));
 		goto fail;
 	}
+	/*
+	 * Sign once now: a key gpg cannot use unattended (a passphrase, a
+	 * missing agent) is a configuration error at start, not an error in
+	 * every group later.
+	 */
+	r = sign_probe(s, key, gnupg_home, err);
+	if (r < 0)
+		goto fail;
 	*ret = s;
 	return MG_OK;
 fail:

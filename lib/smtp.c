@@ -30,6 +30,13 @@
  */
 typedef int connect_fn(int, const struct sockaddr *, socklen_t);
 
+/*
+ * While mg_smtp_send() runs on this thread, the first TCP socket connected
+ * is libESMTP's: remembered so that mg_smtp_abort() can cut the session.
+ */
+static __thread bool session_capturing;
+static __thread int session_fd = -1;
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	static _Atomic(connect_fn *) real;
@@ -47,8 +54,11 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	}
 	if (addr != NULL && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
 		saved = errno;
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM)
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM) {
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			if (session_capturing && session_fd < 0)
+				session_fd = fd;
+		}
 		errno = saved;
 	}
 	return fn(fd, addr, len);
@@ -103,9 +113,15 @@ static int status_class(int code)
 	return MG_ETEMP; /* 4xx, or 0: never got that far */
 }
 
+/* The server's reply text without its line end (one per thread, until the next call). */
 static const char *status_text(const smtp_status_t *st)
 {
-	return st != NULL && st->text != NULL ? st->text : "";
+	static __thread char text[256];
+
+	if (st == NULL || st->text == NULL)
+		return "";
+	(void)snprintf(text, sizeof(text), "%.*s", (int)strcspn(st->text, "\r\n"), st->text);
+	return text;
 }
 
 struct rcpt_walk {
@@ -192,6 +208,12 @@ static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
 		finish(sc, mc->msg, classify(message, mc->msg));
 }
 
+void mg_smtp_abort(void)
+{
+	if (session_capturing && session_fd >= 0)
+		(void)shutdown(session_fd, SHUT_RDWR);
+}
+
 int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t n,
 		 mg_smtp_done_fn *done, void *arg, struct mg_err *err)
 {
@@ -200,7 +222,7 @@ int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t 
 	smtp_session_t session = NULL;
 	char server[300], ebuf[256];
 	long ms = (long)o->timeout_sec * 1000;
-	int r;
+	int r, started;
 
 	for (size_t i = 0; i < n; i++) {
 		msgs[i].done = false;
@@ -240,7 +262,12 @@ int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t 
 			}
 		}
 	}
-	if (!smtp_start_session(session)) {
+	session_capturing = true;
+	session_fd = -1;
+	started = smtp_start_session(session);
+	session_capturing = false;
+	session_fd = -1;
+	if (!started) {
 		r = mg_err_set(err, MG_ETEMP, "SMTP: session with %s failed: %s", server,
 			       smtp_strerror(smtp_errno(), ebuf, sizeof(ebuf)));
 		goto out;

@@ -52,4 +52,11 @@ typedef void mg_smtp_done_fn(struct mg_smtp_msg *msg, void *arg);
 int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t n,
 		 mg_smtp_done_fn *done, void *arg, struct mg_err *err);
 
+/*
+ * From a done callback: end the session now, so that no further mail of it
+ * is sent (the caller could not record the last one).  The mails not sent
+ * yet are reported as MG_ETEMP.
+ */
+void mg_smtp_abort(void);
+
 #endif /* MG_SMTP_H */

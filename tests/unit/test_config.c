@@ -115,7 +115,7 @@ static void test_bad_values(void **state)
 		{ "\"smtp\": {\"host\": [1]}", "'smtp.host': expected a string, got an array" },
 		{ "\"logging_level\": \"LOUD\"", "'logging_level': expected DEBUG, INFO" },
 		{ "\"delivery\": {\"mails_per_session\": 0}",
-		  "'delivery.mails_per_session': expected an integer 1..1000, got \"0\"" },
+		  "'delivery.mails_per_session': expected an integer 1..64, got \"0\"" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char text[2048];
