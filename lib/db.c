@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "log.h"
 #include "mg-alloc.h"
 #include "ticket.h"
 #include "util.h"
@@ -60,6 +61,16 @@ static int exec_cmd(PGconn *conn, const char *what, const char *sql, struct mg_e
 	return r;
 }
 
+void mg_db_notice(void *arg, const char *message)
+{
+	const char *what = arg;
+	int prio = strncmp(message, "WARNING", 7) == 0 ? LOG_WARNING : LOG_DEBUG;
+
+	/* one line, without libpq's trailing newline */
+	mg_log(prio, NULL, "%s: server said: %.*s", what != NULL ? what : "database",
+	       (int)strcspn(message, "\n"), message);
+}
+
 bool mg_db_broken(PGconn *conn)
 {
 	return conn == NULL || PQstatus(conn) != CONNECTION_OK;
@@ -106,6 +117,7 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 		PQfinish(conn);
 		return r;
 	}
+	(void)PQsetNoticeProcessor(conn, mg_db_notice, (void *)"database");
 	*ret_conn = conn;
 	return MG_OK;
 }

@@ -93,6 +93,13 @@ int mg_db_load_events(PGconn *conn, const struct mg_group *g, const struct mg_co
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    struct mg_err *err);
 
+/*
+ * A libpq notice processor that logs notices and warnings as one mg_log
+ * line (LOG_WARNING for WARNING, else LOG_DEBUG) instead of libpq's raw
+ * stderr output.  arg is a const char * naming the connection.
+ */
+void mg_db_notice(void *arg, const char *message);
+
 /* True when the connection is unusable and must be made anew. */
 bool mg_db_broken(PGconn *conn);
 

@@ -1,5 +1,6 @@
 /* lib/mailer.c - one group to one mail: claim, render, sign, send, record */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 #define TEMPLATE_MAX_BYTES (1024 * 1024)
 #define SPARE_TICKETS_MAX  64
 #define LOG_IDS_MAX	   50 /* ids written into one log line */
+#define MEMO_SLOTS	   512
+#define MEMO_QUIET_USEC	   (3600LL * 1000000) /* repeats of a failure logged once an hour */
 
 /* A mail on its way: owned by the mailer until the batch ends. */
 struct job {
@@ -37,6 +40,16 @@ struct job {
 	const char *rcpts[1];
 	struct mg_smtp_msg smtp;
 	struct mg_buf dids, eids; /* for log lines */
+};
+
+/*
+ * A failure seen before, so that a group failing at every scan logs one
+ * ERROR an hour with a count instead of one per attempt.
+ */
+struct memo {
+	uint64_t key; /* hash of the group's keys and the message; 0: free */
+	int64_t logged_at;
+	unsigned repeats; /* since logged_at */
 };
 
 struct mg_mailer {
@@ -55,6 +68,7 @@ struct mg_mailer {
 	size_t n_spare;
 	struct mg_mailer_stats stats;
 	bool db_broken;
+	struct memo memo[MEMO_SLOTS];
 };
 
 const struct mg_mailer_stats *mg_mailer_stats(const struct mg_mailer *m)
@@ -124,14 +138,6 @@ static struct mg_log_ctx job_log_ctx(const struct job *j)
 	return c;
 }
 
-static void job_describe(struct job *j)
-{
-	mg_buf_reset(&j->dids);
-	mg_buf_reset(&j->eids);
-	(void)mg_ids_join(&j->dids, j->group->directive_ids, j->group->n_directives, LOG_IDS_MAX);
-	(void)mg_ids_join(&j->eids, j->group->event_ids, j->group->n_events, LOG_IDS_MAX);
-}
-
 /* The time in microseconds: the interval rule compares with sub-second precision. */
 static int64_t now_usec(void)
 {
@@ -139,6 +145,75 @@ static int64_t now_usec(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211u;
+	}
+	return h ^ 0xff; /* separates "ab","c" from "a","bc" */
+}
+
+/*
+ * Log a group's failure at ERROR, unless the same failure of the same group
+ * was logged within the last hour: then count it (and log at DEBUG).  The
+ * next ERROR line says how often it repeated.
+ */
+static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+{
+	const struct mg_group *g = j->group;
+	struct mg_log_ctx ctx = job_log_ctx(j);
+	struct memo *slot = NULL, *oldest = &m->memo[0];
+	char msg[1024];
+	int64_t now = now_usec();
+	uint64_t key = 14695981039346656037u;
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	key = fnv1a(key, g->recipient_address);
+	key = fnv1a(key, g->template_name);
+	key = fnv1a(key, g->notification_format);
+	key = fnv1a(key, g->event_data_format);
+	key = fnv1a(key, g->aggregate_literal != NULL ? g->aggregate_literal : "");
+	key = fnv1a(key, msg);
+	key |= 1; /* never 0, the mark of a free slot */
+	for (size_t i = 0; i < MEMO_SLOTS; i++) {
+		if (m->memo[i].key == key) {
+			slot = &m->memo[i];
+			break;
+		}
+		if (m->memo[i].logged_at < oldest->logged_at)
+			oldest = &m->memo[i];
+	}
+	if (slot != NULL && now - slot->logged_at < MEMO_QUIET_USEC) {
+		slot->repeats++;
+		mg_log(LOG_DEBUG, &ctx, "%s (repeated, ERROR logged once an hour)", msg);
+		return;
+	}
+	if (slot != NULL && slot->repeats > 0)
+		mg_log(LOG_ERR, &ctx, "%s (failed %u more times in the last hour)", msg,
+		       slot->repeats);
+	else
+		mg_log(LOG_ERR, &ctx, "%s", msg);
+	if (slot == NULL)
+		slot = oldest;
+	slot->key = key;
+	slot->logged_at = now;
+	slot->repeats = 0;
+}
+
+static void job_describe(struct job *j)
+{
+	mg_buf_reset(&j->dids);
+	mg_buf_reset(&j->eids);
+	(void)mg_ids_join(&j->dids, j->group->directive_ids, j->group->n_directives, LOG_IDS_MAX);
+	(void)mg_ids_join(&j->eids, j->group->event_ids, j->group->n_events, LOG_IDS_MAX);
 }
 
 static int random_token(char *out, size_t n_hex)
@@ -347,8 +422,8 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 
 	if (msg->result != MG_OK) {
 		m->stats.errors++;
-		mg_log(LOG_ERR, &ctx, "mail to '%s' not sent (%s), will retry: %s",
-		       j->group->recipient_address, mg_rc_name(msg->result), msg->err.msg);
+		log_failure(m, j, "mail to '%s' not sent (%s), will retry: %s",
+			    j->group->recipient_address, mg_rc_name(msg->result), msg->err.msg);
 		/* a mail the server may have taken keeps its ticket out of reuse */
 		if (!msg->maybe_delivered)
 			give_back_ticket(m, j);
@@ -446,8 +521,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		if (r < 0) {
 			m->stats.errors++;
 			give_back_ticket(m, j);
-			mg_log(LOG_ERR, &ctx, "group for '%s' failed: %s",
-			       j->group->recipient_address, err.msg);
+			log_failure(m, j, "group for '%s' failed: %s", j->group->recipient_address,
+				    err.msg);
 			if (mg_db_broken(m->conn)) {
 				m->db_broken = true;
 				r = MG_ETEMP;
