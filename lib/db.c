@@ -79,7 +79,7 @@ bool mg_db_broken(PGconn *conn)
 int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
 		  struct mg_err *err)
 {
-	const char *keys[10], *vals[10];
+	const char *keys[8], *vals[8];
 	PGconn *conn;
 	size_t n = 0;
 	int r;
@@ -99,8 +99,6 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 	KV("port", cfg->db_port);
 	KV("application_name", application_name);
 	KV("client_encoding", "UTF8");
-	/* as the original (SET TIME ZONE 'UTC'): the ticket day and every time are UTC */
-	KV("options", "-c TimeZone=UTC");
 #undef KV
 	keys[n] = NULL;
 	vals[n] = NULL;
@@ -118,6 +116,15 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 		return r;
 	}
 	(void)PQsetNoticeProcessor(conn, mg_db_notice, (void *)"database");
+	/*
+	 * As the original: the ticket day and every time we read are UTC,
+	 * whatever the server, the role or PGTZ say.
+	 */
+	r = exec_cmd(conn, "setting the time zone", "SET TIME ZONE 'UTC'", err);
+	if (r < 0) {
+		PQfinish(conn);
+		return r;
+	}
 	*ret_conn = conn;
 	return MG_OK;
 }
