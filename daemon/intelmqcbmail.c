@@ -26,26 +26,27 @@ static long arg_batch_size = DEFAULT_BATCH_SIZE;
 
 static void usage(FILE *f)
 {
-	(void)fprintf(f,
-		      "usage: intelmqcbmail [-a|--all] [-c FILE] [-n|--dry-run] [-N|--batch-size N] "
-		      "[-v|--verbose]\n"
-		      "\n"
-		      "Send the notification mails for the pending directives in the IntelMQ\n"
-		      "event database.  Without --all, show the pending groups in batches and\n"
-		      "ask what to do with each batch.\n"
-		      "\n"
-		      "  -a, --all             process all pending groups without asking\n"
-		      "  -c, --config FILE     read only this config file\n"
-		      "                        (default: /etc/intelmq/intelmq-mailgen.conf and\n"
-		      "                        ~/.intelmq/intelmq-mailgen.conf)\n"
-		      "  -n, --dry-run         render and sign, but send nothing and change\n"
-		      "                        nothing in the database\n"
-		      "  -N, --batch-size N    groups shown per batch when asking (default %d)\n"
-		      "  -v, --verbose         log debug messages\n"
-		      "  -h, --help            show this help\n"
-		      "\n"
-		      "See intelmqcbmail(1).\n",
-		      DEFAULT_BATCH_SIZE);
+	(void)fprintf(
+		f,
+		"usage: intelmqcbmail [-a|--all] [-c FILE] [-n|--dry-run] [-N|--batch-size N] "
+		"[-v|--verbose]\n"
+		"\n"
+		"Send the notification mails for the pending directives in the IntelMQ\n"
+		"event database.  Without --all, show the pending groups in batches and\n"
+		"ask what to do with each batch.\n"
+		"\n"
+		"  -a, --all             process all pending groups without asking\n"
+		"  -c, --config FILE     read only this config file\n"
+		"                        (default: /etc/intelmq/intelmq-mailgen.conf and\n"
+		"                        ~/.intelmq/intelmq-mailgen.conf)\n"
+		"  -n, --dry-run         render and sign, but send nothing and change\n"
+		"                        nothing in the database\n"
+		"  -N, --batch-size N    groups shown per batch when asking (default %d)\n"
+		"  -v, --verbose         log debug messages\n"
+		"  -h, --help            show this help\n"
+		"\n"
+		"See intelmqcbmail(1).\n",
+		DEFAULT_BATCH_SIZE);
 }
 
 static int parse_args(int argc, char **argv)

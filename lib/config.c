@@ -27,7 +27,7 @@ enum cf_type {
 struct cf_key {
 	const char *path; /* dotted key path */
 	enum cf_type type;
-	size_t off;	/* offset in struct mg_config */
+	size_t off; /* offset in struct mg_config */
 	bool required;
 	const char *def; /* default as text, NULL: none */
 	long long min, max;
@@ -84,8 +84,8 @@ static const struct {
 	const char *name;
 	int prio;
 } cf_levels[] = {
-	{ "DEBUG", LOG_DEBUG },	     { "INFO", LOG_INFO },   { "WARNING", LOG_WARNING },
-	{ "WARN", LOG_WARNING },     { "ERROR", LOG_ERR },   { "CRITICAL", LOG_CRIT },
+	{ "DEBUG", LOG_DEBUG },	 { "INFO", LOG_INFO }, { "WARNING", LOG_WARNING },
+	{ "WARN", LOG_WARNING }, { "ERROR", LOG_ERR }, { "CRITICAL", LOG_CRIT },
 	{ "FATAL", LOG_CRIT },
 };
 
@@ -157,7 +157,8 @@ static int parse_json(const struct mg_config_src *src, struct json_object **ret_
 		if (e == json_tokener_continue)
 			end = src->len;
 		text_position(src->text, end > src->len ? src->len : end, &line, &col);
-		r = mg_err_set(err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: %s", src->path, line, col,
+		r = mg_err_set(err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: %s", src->path, line,
+			       col,
 			       e == json_tokener_continue ? "unexpected end of file"
 							  : json_tokener_error_desc(e));
 		goto out;
@@ -388,8 +389,8 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 			return MG_OK;
 		if (!json_object_is_type(v, json_type_boolean))
 			return mg_err_set(err, MG_ECONFIG,
-					  "%s: '%s': expected true or false, got %s", file,
-					  k->path, json_type_word(v));
+					  "%s: '%s': expected true or false, got %s", file, k->path,
+					  json_type_word(v));
 		*(bool *)(void *)((char *)cfg + k->off) = json_object_get_boolean(v);
 		return MG_OK;
 	case CF_PORT:
@@ -505,7 +506,8 @@ static int check_unknown(struct mg_config *cfg, const struct merge *m, struct js
 			break;
 		if (!known_path(mg_buf_str(&path)))
 			r = add_warning(cfg, origin_of(m, mg_buf_str(&path)), mg_buf_str(&path));
-		else if (known_object(mg_buf_str(&path)) && json_object_is_type(v, json_type_object))
+		else if (known_object(mg_buf_str(&path)) &&
+			 json_object_is_type(v, json_type_object))
 			r = check_unknown(cfg, m, v, mg_buf_str(&path));
 		if (r < 0)
 			break;
@@ -541,10 +543,11 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 	}
 	/* The original fails without an openpgp section; so do we, clearly. */
 	if (lookup(m.root, "openpgp", bad, sizeof(bad)) == NULL) {
-		r = mg_err_set(err, MG_ECONFIG,
-			       "%s: 'openpgp': missing (gnupg_home, always_sign and signing_key are "
-			       "required)",
-			       n_srcs > 0 ? srcs[n_srcs - 1].path : "(config)");
+		r = mg_err_set(
+			err, MG_ECONFIG,
+			"%s: 'openpgp': missing (gnupg_home, always_sign and signing_key are "
+			"required)",
+			n_srcs > 0 ? srcs[n_srcs - 1].path : "(config)");
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(cf_keys) / sizeof(cf_keys[0]); i++) {
@@ -567,9 +570,10 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 			goto out;
 	}
 	if (cfg->always_sign && (cfg->signing_key == NULL || cfg->signing_key[0] == '\0')) {
-		r = mg_err_set(err, MG_ECONFIG,
-			       "%s: 'openpgp.signing_key': must name a key when always_sign is true",
-			       origin_of(&m, "openpgp.signing_key"));
+		r = mg_err_set(
+			err, MG_ECONFIG,
+			"%s: 'openpgp.signing_key': must name a key when always_sign is true",
+			origin_of(&m, "openpgp.signing_key"));
 		goto out;
 	}
 	if (cfg->retry_max_sec < cfg->retry_min_sec) {
@@ -582,9 +586,10 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 	if (strspn(cfg->notify_channel, "abcdefghijklmnopqrstuvwxyz0123456789_") !=
 		    strlen(cfg->notify_channel) ||
 	    strlen(cfg->notify_channel) > 63) {
-		r = mg_err_set(err, MG_ECONFIG,
-			       "%s: 'daemon.notify_channel': expected 1..63 of [a-z0-9_], got \"%.70s\"",
-			       origin_of(&m, "daemon.notify_channel"), cfg->notify_channel);
+		r = mg_err_set(
+			err, MG_ECONFIG,
+			"%s: 'daemon.notify_channel': expected 1..63 of [a-z0-9_], got \"%.70s\"",
+			origin_of(&m, "daemon.notify_channel"), cfg->notify_channel);
 		goto out;
 	}
 	r = check_unknown(cfg, &m, m.root, "");

@@ -35,20 +35,20 @@ struct mg_config {
 	char *smtp_host;
 	int smtp_port;
 	/* delivery.* (ours) */
-	int mails_per_session;	/* mails handed to one SMTP connection */
-	int smtp_timeout_sec;	/* per SMTP command / data block */
-	long max_mail_bytes;	/* cap on one rendered mail */
+	int mails_per_session; /* mails handed to one SMTP connection */
+	int smtp_timeout_sec;  /* per SMTP command / data block */
+	long max_mail_bytes;   /* cap on one rendered mail */
 	/* daemon.* (ours, mailgend only) */
-	char *notify_channel;	      /* LISTEN channel, as the directives trigger uses */
-	int debounce_quiet_ms;	      /* scan this long after the last notification ... */
-	int debounce_max_ms;	      /* ... but at most this long after the first */
-	int rescan_interval_sec;      /* safety rescan */
-	int workers;		      /* worker threads; 0: one per CPU */
-	char *control_socket;	      /* mailgenctl's unix socket */
-	int retry_min_sec;	      /* back-off after an SMTP or database failure ... */
-	int retry_max_sec;	      /* ... doubling up to this */
-	int db_ping_sec;	      /* liveness check of the LISTEN connection */
-	int shutdown_timeout_sec;     /* how long SIGTERM waits for mails in flight */
+	char *notify_channel;	  /* LISTEN channel, as the directives trigger uses */
+	int debounce_quiet_ms;	  /* scan this long after the last notification ... */
+	int debounce_max_ms;	  /* ... but at most this long after the first */
+	int rescan_interval_sec;  /* safety rescan */
+	int workers;		  /* worker threads; 0: one per CPU */
+	char *control_socket;	  /* mailgenctl's unix socket */
+	int retry_min_sec;	  /* back-off after an SMTP or database failure ... */
+	int retry_max_sec;	  /* ... doubling up to this */
+	int db_ping_sec;	  /* liveness check of the LISTEN connection */
+	int shutdown_timeout_sec; /* how long SIGTERM waits for mails in flight */
 
 	/* Warnings found while parsing (unknown keys), for the caller to log. */
 	char **warnings;

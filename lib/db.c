@@ -84,13 +84,13 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 	size_t n = 0;
 	int r;
 
-#define KV(k, v)                          \
-	do {                              \
-		if ((v) != NULL) {        \
-			keys[n] = (k);    \
-			vals[n] = (v);    \
-			n++;              \
-		}                         \
+#define KV(k, v)                       \
+	do {                           \
+		if ((v) != NULL) {     \
+			keys[n] = (k); \
+			vals[n] = (v); \
+			n++;           \
+		}                      \
 	} while (0)
 	KV("dbname", cfg->db_name);
 	KV("user", cfg->db_user);
@@ -110,8 +110,8 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 		/* libpq's message may span lines; keep the first */
 		size_t len = strcspn(m, "\n");
 
-		r = mg_err_set(err, MG_ETEMP, "cannot connect to database '%s': %.*s",
-			       cfg->db_name, (int)len, m);
+		r = mg_err_set(err, MG_ETEMP, "cannot connect to database '%s': %.*s", cfg->db_name,
+			       (int)len, m);
 		PQfinish(conn);
 		return r;
 	}
@@ -282,8 +282,8 @@ out:
 }
 
 /* The advisory lock key of a group, computed by the server from its five keys. */
-#define GROUP_LOCK_KEY                                                                        \
-	"hashtext(concat_ws(E'\\x1f', $1::text, $2::text, $3::text, $4::text,"                \
+#define GROUP_LOCK_KEY                                                         \
+	"hashtext(concat_ws(E'\\x1f', $1::text, $2::text, $3::text, $4::text," \
 	" coalesce($5::text, '')))"
 
 static void group_key_params(const struct mg_group *g, const char *params[5])
@@ -311,12 +311,11 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 {
 	static const char lock_sql[] =
 		"SELECT pg_try_advisory_lock(" ADVISORY_CLASS ", " GROUP_LOCK_KEY ")";
-	static const char rows_sql[] =
-		"SELECT array_agg(id ORDER BY id)::text,"
-		" array_agg(DISTINCT events_id ORDER BY events_id)::text"
-		" FROM (SELECT id, events_id FROM directives"
-		"        WHERE id = ANY ($1::bigint[]) AND sent_id IS NULL"
-		"        FOR UPDATE SKIP LOCKED) AS pending";
+	static const char rows_sql[] = "SELECT array_agg(id ORDER BY id)::text,"
+				       " array_agg(DISTINCT events_id ORDER BY events_id)::text"
+				       " FROM (SELECT id, events_id FROM directives"
+				       "        WHERE id = ANY ($1::bigint[]) AND sent_id IS NULL"
+				       "        FOR UPDATE SKIP LOCKED) AS pending";
 	static const char last_sql[] =
 		"SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
 		"  FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"
@@ -413,7 +412,8 @@ int mg_db_new_ticket(PGconn *conn, char *out, struct mg_err *err)
 	if (r < 0)
 		return r;
 	/* serialise all drawers, so that a day change restarts the sequence once */
-	r = exec_cmd(conn, "ticket: locking ticket_day", "SELECT 1 FROM ticket_day FOR UPDATE", err);
+	r = exec_cmd(conn, "ticket: locking ticket_day", "SELECT 1 FROM ticket_day FOR UPDATE",
+		     err);
 	if (r < 0)
 		goto out;
 	res = PQexec(conn, "SELECT to_char(clock_timestamp(), 'YYYYMMDD'),"
@@ -424,9 +424,10 @@ int mg_db_new_ticket(PGconn *conn, char *out, struct mg_err *err)
 		goto out;
 	}
 	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 1)) {
-		r = mg_err_set(err, MG_ETEMP,
-			       "ticket: table ticket_day must hold exactly one day, it holds %d rows",
-			       PQntuples(res));
+		r = mg_err_set(
+			err, MG_ETEMP,
+			"ticket: table ticket_day must hold exactly one day, it holds %d rows",
+			PQntuples(res));
 		goto out;
 	}
 	(void)snprintf(today, sizeof(today), "%s", PQgetvalue(res, 0, 0));
@@ -451,7 +452,8 @@ int mg_db_new_ticket(PGconn *conn, char *out, struct mg_err *err)
 				   NULL, p, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			r = mg_err_set(err, db_classify(conn, res),
-				       "ticket: updating ticket_day failed: %s", db_message(conn, res));
+				       "ticket: updating ticket_day failed: %s",
+				       db_message(conn, res));
 			goto out;
 		}
 		PQclear(res);
@@ -494,8 +496,8 @@ static int column_expr(PGconn *conn, struct mg_buf *sql, const char *field, stru
 		PQfreemem(lit);
 		return r;
 	}
-	if (field[0] == '\0' || strspn(field, "abcdefghijklmnopqrstuvwxyz0123456789_.") !=
-					strlen(field))
+	if (field[0] == '\0' ||
+	    strspn(field, "abcdefghijklmnopqrstuvwxyz0123456789_.") != strlen(field))
 		return mg_err_set(err, MG_EINPUT, "column '%s': not an IntelMQ field name", field);
 	if (strcmp(field, "time.source") == 0)
 		return mg_buf_adds(sql, "to_char(\"time.source\" AT TIME ZONE 'UTC',"
@@ -567,11 +569,10 @@ out:
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    struct mg_err *err)
 {
-	static const char sql[] =
-		"WITH s AS (INSERT INTO sent (intelmq_ticket, sent_at)"
-		"           VALUES ($1, to_timestamp($2::bigint)) RETURNING id) "
-		"UPDATE directives SET sent_id = (SELECT id FROM s) "
-		"WHERE id = ANY ($3::bigint[]) AND sent_id IS NULL";
+	static const char sql[] = "WITH s AS (INSERT INTO sent (intelmq_ticket, sent_at)"
+				  "           VALUES ($1, to_timestamp($2::bigint)) RETURNING id) "
+				  "UPDATE directives SET sent_id = (SELECT id FROM s) "
+				  "WHERE id = ANY ($3::bigint[]) AND sent_id IS NULL";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	PGresult *res = NULL;
 	const char *params[3];
@@ -597,8 +598,8 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 	}
 	if (strtoull(PQcmdTuples(res), NULL, 10) != g->n_directives) {
 		r = mg_err_set(err, MG_EINPUT,
-			       "ticket %s: %zu directives given, only %s were still pending", ticket,
-			       g->n_directives, PQcmdTuples(res));
+			       "ticket %s: %zu directives given, only %s were still pending",
+			       ticket, g->n_directives, PQcmdTuples(res));
 		goto out;
 	}
 	r = MG_OK;

@@ -65,7 +65,8 @@ static int read_element(struct arr_reader *rd, struct mg_err *err)
 			char c = *rd->p;
 
 			if (c == '\0')
-				return mg_err_set(err, MG_EINPUT, "array literal: unterminated quote");
+				return mg_err_set(err, MG_EINPUT,
+						  "array literal: unterminated quote");
 			rd->p++;
 			if (c == '"')
 				break;
@@ -84,7 +85,8 @@ static int read_element(struct arr_reader *rd, struct mg_err *err)
 	}
 	while (*rd->p != '\0' && *rd->p != ',' && *rd->p != '}' && *rd->p != '{') {
 		if (*rd->p == '"' || *rd->p == '\\')
-			return mg_err_set(err, MG_EINPUT, "array literal: stray quote or backslash");
+			return mg_err_set(err, MG_EINPUT,
+					  "array literal: stray quote or backslash");
 		r = mg_buf_addc(&rd->elem, *rd->p);
 		if (r < 0)
 			return elem_error(r, err);
@@ -129,10 +131,12 @@ int mg_pgarray_parse_pairs(const char *lit, struct mg_kv **ret_kv, size_t *ret_n
 			if (r == MG_EINPUT)
 				mg_err_prefix(err, "aggregate identifier: ");
 			if (r == MG_OK && element_is_null(&rd))
-				r = mg_err_set(err, MG_EINPUT, "aggregate identifier: NULL element");
-			if (r == MG_OK && *rd.p != (i == 0 ? ',' : '}'))
 				r = mg_err_set(err, MG_EINPUT,
-					       "aggregate identifier: expected pairs of two elements");
+					       "aggregate identifier: NULL element");
+			if (r == MG_OK && *rd.p != (i == 0 ? ',' : '}'))
+				r = mg_err_set(
+					err, MG_EINPUT,
+					"aggregate identifier: expected pairs of two elements");
 			if (r == MG_OK) {
 				parts[i] = mg_strdup(mg_buf_str(&rd.elem));
 				if (parts[i] == NULL)

@@ -32,9 +32,9 @@ struct mg_group {
 	size_t n_directives;
 	int64_t *event_ids; /* distinct, ascending */
 	size_t n_events;
-	int64_t inserted_at;	     /* newest directive */
-	int64_t interval_sec;	     /* longest notification_interval */
-	int64_t last_sent;	     /* last mail for the same keys */
+	int64_t inserted_at;  /* newest directive */
+	int64_t interval_sec; /* longest notification_interval */
+	int64_t last_sent;    /* last mail for the same keys */
 	bool has_last_sent;
 };
 

@@ -96,14 +96,13 @@ void mg_log(int prio, const struct mg_log_ctx *ctx_in, const char *fmt, ...)
 	}
 
 	if (log_journal) {
-		(void)sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio,
-				      "SYSLOG_IDENTIFIER=%s", log_ident,
-				      "MAILGEN_DIRECTIVE_IDS=%s",
-				      ctx->directive_ids != NULL ? ctx->directive_ids : "",
-				      "MAILGEN_EVENT_IDS=%s", ctx->event_ids != NULL ? ctx->event_ids : "",
-				      "MAILGEN_TICKET=%s", ctx->ticket != NULL ? ctx->ticket : "",
-				      "MAILGEN_RECIPIENT=%s", ctx->recipient != NULL ? ctx->recipient : "",
-				      NULL);
+		(void)sd_journal_send(
+			"MESSAGE=%s", msg, "PRIORITY=%d", prio, "SYSLOG_IDENTIFIER=%s", log_ident,
+			"MAILGEN_DIRECTIVE_IDS=%s",
+			ctx->directive_ids != NULL ? ctx->directive_ids : "",
+			"MAILGEN_EVENT_IDS=%s", ctx->event_ids != NULL ? ctx->event_ids : "",
+			"MAILGEN_TICKET=%s", ctx->ticket != NULL ? ctx->ticket : "",
+			"MAILGEN_RECIPIENT=%s", ctx->recipient != NULL ? ctx->recipient : "", NULL);
 		return;
 	}
 	(void)fprintf(stderr, "%s: %s: %s%s%s%s%s%s%s%s%s\n", log_ident, prio_word(prio), msg,

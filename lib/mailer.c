@@ -33,7 +33,7 @@
 struct job {
 	struct mg_group *group; /* borrowed from the caller */
 	char ticket[MG_TICKET_LEN + 1];
-	bool ticket_drawn;	/* from the sequence (not a dry-run stand-in) */
+	bool ticket_drawn; /* from the sequence (not a dry-run stand-in) */
 	int64_t date;
 	char *message;
 	size_t len;
@@ -88,8 +88,8 @@ void mg_mailer_free(struct mg_mailer *m)
 	free(m);
 }
 
-int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run,
-		  struct mg_mailer **ret, struct mg_err *err)
+int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run, struct mg_mailer **ret,
+		  struct mg_err *err)
 {
 	struct mg_mailer *m = calloc(1, sizeof(*m));
 	int r;
@@ -233,8 +233,7 @@ static int random_token(char *out, size_t n_hex)
 }
 
 /* Read template_dir/name; the name was checked by mg_template_check_name(). */
-static int read_template(const char *dir, const char *name, struct mg_buf *out,
-			 struct mg_err *err)
+static int read_template(const char *dir, const char *name, struct mg_buf *out, struct mg_err *err)
 {
 	struct mg_buf path = MG_BUF_INIT(8192);
 	char chunk[8192];
@@ -510,7 +509,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 			m->stats.postponed++;
 			if (mg_group_due_at(j->group) < m->stats.next_due)
 				m->stats.next_due = mg_group_due_at(j->group);
-			mg_log(LOG_DEBUG, &ctx, "group for '%s' postponed: last mail %lld s ago, interval %lld s",
+			mg_log(LOG_DEBUG, &ctx,
+			       "group for '%s' postponed: last mail %lld s ago, interval %lld s",
 			       j->group->recipient_address,
 			       (long long)((now - j->group->last_sent) / 1000000),
 			       (long long)j->group->interval_sec);
@@ -532,7 +532,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		}
 		if (m->dry_run) {
 			m->stats.sent++;
-			mg_log(LOG_INFO, &ctx, "dry run: would send mail to '%s' (%zu bytes, %zu events)",
+			mg_log(LOG_INFO, &ctx,
+			       "dry run: would send mail to '%s' (%zu bytes, %zu events)",
 			       j->group->recipient_address, j->len, j->group->n_events);
 			continue;
 		}

@@ -32,8 +32,8 @@ struct mg_mailer;
  * in for it).  Returns MG_ECONFIG for an unusable sender or signing key.
  * Not thread-safe: one mailer per thread.
  */
-int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run,
-		  struct mg_mailer **ret, struct mg_err *err);
+int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run, struct mg_mailer **ret,
+		  struct mg_err *err);
 
 /* NULL-safe. */
 void mg_mailer_free(struct mg_mailer *m);

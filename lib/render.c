@@ -70,8 +70,7 @@ int mg_render(const struct mg_render_in *in, struct mg_rendered *ret, struct mg_
 	s.group = in->group;
 	s.ticket = in->ticket;
 	s.csv = in->attach_csv ? "" : mg_buf_str(&csv);
-	r = mg_template_expand(tmpl_subject, strlen(tmpl_subject), subst_lookup, &s, &subject,
-			       err);
+	r = mg_template_expand(tmpl_subject, strlen(tmpl_subject), subst_lookup, &s, &subject, err);
 	if (r < 0) {
 		mg_err_prefix(err, "template '%s', subject: ", in->template_name);
 		goto out;

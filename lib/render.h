@@ -15,21 +15,21 @@ struct mg_render_in {
 	const char *template_name; /* for messages */
 	const char *template_text; /* the template file's contents */
 	size_t template_len;
-	const char *ticket;	   /* ticket number, or a placeholder in a dry run */
+	const char *ticket; /* ticket number, or a placeholder in a dry run */
 	const struct mg_column *cols;
 	size_t n_cols;
 	const char *const *cells; /* n_rows * n_cols, NULL = SQL NULL */
 	size_t n_rows;
-	bool attach_csv;	   /* events.csv attachment instead of ${events_as_csv} */
-	unsigned table_flags;	   /* MG_TABLE_* */
-	size_t max_bytes;	   /* cap on the CSV and on the body */
+	bool attach_csv;      /* events.csv attachment instead of ${events_as_csv} */
+	unsigned table_flags; /* MG_TABLE_* */
+	size_t max_bytes;     /* cap on the CSV and on the body */
 };
 
 /* The result; every pointer is owned (release with mg_rendered_release). */
 struct mg_rendered {
 	char *subject;
 	char *body;
-	char *csv;	/* NULL unless attach_csv */
+	char *csv; /* NULL unless attach_csv */
 	size_t csv_len;
 };
 

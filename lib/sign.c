@@ -59,15 +59,15 @@ static int sign_probe(struct mg_signer *s, const char *key, const char *gnupg_ho
 	r = mg_sign_detached(s, probe, sizeof(probe) - 1, &sig, micalg, &e);
 	mg_buf_release(&sig);
 	if (r < 0)
-		return mg_err_set(err, MG_ECONFIG,
-				  "'openpgp.signing_key': cannot sign with key '%s' from '%s' (is it "
-				  "protected by a passphrase?): %s",
-				  key, gnupg_home, e.msg);
+		return mg_err_set(
+			err, MG_ECONFIG,
+			"'openpgp.signing_key': cannot sign with key '%s' from '%s' (is it "
+			"protected by a passphrase?): %s",
+			key, gnupg_home, e.msg);
 	return MG_OK;
 }
 
-int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret,
-		struct mg_err *err)
+int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret, struct mg_err *err)
 {
 	struct mg_signer *s = calloc(1, sizeof(*s));
 	char ebuf[256];

@@ -285,7 +285,7 @@ out:
 		if (!msgs[i].done) {
 			mg_err_set(&msgs[i].err, MG_ETEMP, "%s",
 				   err != NULL && err->msg[0] != '\0' ? err->msg
-								     : "SMTP: not attempted");
+								      : "SMTP: not attempted");
 			finish(&sc, &msgs[i], MG_ETEMP);
 		}
 	}

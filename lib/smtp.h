@@ -21,12 +21,12 @@ struct mg_smtp_opts {
  * MG_EREJECT (5xx), with err saying what the server said.
  */
 struct mg_smtp_msg {
-	const char *from;	   /* envelope sender */
-	const char *const *rcpts;  /* envelope recipients */
+	const char *from;	  /* envelope sender */
+	const char *const *rcpts; /* envelope recipients */
 	size_t n_rcpts;
-	const char *data;	   /* the whole message, CRLF line ends */
+	const char *data; /* the whole message, CRLF line ends */
 	size_t len;
-	void *arg;		   /* for the caller's done callback */
+	void *arg; /* for the caller's done callback */
 
 	int result;
 	bool done;

@@ -12,11 +12,11 @@
 #include "config.h"
 #include "mg-alloc.h"
 
-#define GOOD                                                                              \
-	"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": true, \"signing_key\": \"K\"},\n" \
+#define GOOD                                                                                        \
+	"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": true, \"signing_key\": \"K\"},\n"  \
 	" \"database\": {\"event\": {\"name\": \"ev\", \"username\": \"u\", \"password\": \"p\",\n" \
-	"   \"host\": \"localhost\", \"port\": 5432}, \"additional_directive_where\": \"\"},\n"   \
-	" \"template_dir\": \"/t\", \"sender\": \"CERT <cert@example.org>\",\n"               \
+	"   \"host\": \"localhost\", \"port\": 5432}, \"additional_directive_where\": \"\"},\n"     \
+	" \"template_dir\": \"/t\", \"sender\": \"CERT <cert@example.org>\",\n"                     \
 	" \"smtp\": {\"host\": \"mx\", \"port\": 25}, \"logging_level\": \"DEBUG\"}\n"
 
 static int parse1(struct mg_config *cfg, const char *text, struct mg_err *err)
@@ -110,7 +110,8 @@ static void test_bad_values(void **state)
 		{ "\"smtp\": {\"port\": \"x\"}",
 		  "/etc/m.conf: 'smtp.port': expected an integer 1..65535, got \"x\"" },
 		{ "\"smtp\": {\"port\": 70000}", "'smtp.port': expected an integer 1..65535" },
-		{ "\"smtp\": {\"port\": 25.5}", "'smtp.port': expected an integer 1..65535, got a number" },
+		{ "\"smtp\": {\"port\": 25.5}",
+		  "'smtp.port': expected an integer 1..65535, got a number" },
 		{ "\"smtp\": {\"host\": \"\"}", "'smtp.host': expected a non-empty string" },
 		{ "\"smtp\": {\"host\": [1]}", "'smtp.host': expected a string, got an array" },
 		{ "\"logging_level\": \"LOUD\"", "'logging_level': expected DEBUG, INFO" },
@@ -122,11 +123,12 @@ static void test_bad_values(void **state)
 		struct mg_config cfg;
 		struct mg_err err = { 0 };
 
-		(void)snprintf(text, sizeof(text),
-			       "{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false,"
-			       " \"signing_key\": \"\"}, \"database\": {\"event\": {\"name\": \"e\"}},"
-			       " \"template_dir\": \"/t\", \"sender\": \"a@b.example\", %s}",
-			       cases[i].key_json);
+		(void)snprintf(
+			text, sizeof(text),
+			"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false,"
+			" \"signing_key\": \"\"}, \"database\": {\"event\": {\"name\": \"e\"}},"
+			" \"template_dir\": \"/t\", \"sender\": \"a@b.example\", %s}",
+			cases[i].key_json);
 		print_message("case %zu: %s\n", i, cases[i].key_json);
 		assert_int_equal(parse1(&cfg, text, &err), MG_ECONFIG);
 		if (strstr(err.msg, cases[i].want) == NULL)

@@ -49,8 +49,8 @@ static void test_pairs(void **state)
 static void test_pairs_bad(void **state)
 {
 	static const char *const cases[] = {
-		"", "{", "{{a}}", "{{a,b,c}}", "{a,b}", "{{a,NULL}}", "{{a,b}} x", "{{\"a,b}}",
-		"{{a,b},}", "{{a,b}{c,d}}",
+		"",	      "{",	   "{{a}}",	"{{a,b,c}}", "{a,b}",
+		"{{a,NULL}}", "{{a,b}} x", "{{\"a,b}}", "{{a,b},}",  "{{a,b}{c,d}}",
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct mg_kv *kv = NULL;
@@ -132,8 +132,8 @@ static void test_torture(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pairs), cmocka_unit_test(test_pairs_bad),
-		cmocka_unit_test(test_ids),   cmocka_unit_test(test_due),
+		cmocka_unit_test(test_pairs),	cmocka_unit_test(test_pairs_bad),
+		cmocka_unit_test(test_ids),	cmocka_unit_test(test_due),
 		cmocka_unit_test(test_torture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,7 @@ static struct mg_kv agg[] = {
 };
 
 static const char *const cells[] = {
-	"64496", "192.0.2.1", "2026-11-26 05:00:00", "53", NULL, NULL, NULL, "udp",
+	"64496", "192.0.2.1", "2026-11-26 05:00:00", "53", NULL, NULL, NULL,   "udp",
 	"64496", "192.0.2.2", "2026-11-26 05:01:00", "53", NULL, NULL, "x\"y", "udp",
 };
 
@@ -42,9 +42,9 @@ static void setup_in(struct mg_render_in *in, struct mg_group *g)
 	in->max_bytes = 1 << 20;
 }
 
-#define CSV                                                                                   \
+#define CSV                                                                                            \
 	"\"asn\",\"ip\",\"timestamp\",\"src_port\",\"dst_ip\",\"dst_port\",\"dst_host\",\"proto\"\r\n" \
-	"\"64496\",\"192.0.2.1\",\"2026-11-26 05:00:00\",\"53\",\"\",\"\",\"\",\"udp\"\r\n"      \
+	"\"64496\",\"192.0.2.1\",\"2026-11-26 05:00:00\",\"53\",\"\",\"\",\"\",\"udp\"\r\n"            \
 	"\"64496\",\"192.0.2.2\",\"2026-11-26 05:01:00\",\"53\",\"\",\"\",\"x\"\"y\",\"udp\"\r\n"
 
 static void test_inline(void **state)
@@ -160,8 +160,8 @@ static void test_torture(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_inline),	   cmocka_unit_test(test_attachment),
-		cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_inline),	       cmocka_unit_test(test_attachment),
+		cmocka_unit_test(test_precedence),     cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_placement_rule), cmocka_unit_test(test_torture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
