@@ -1,0 +1,52 @@
+/* daemon/workq.h - the bounded queue that hands batches of groups to the workers */
+#ifndef MG_WORKQ_H
+#define MG_WORKQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "directive.h"
+
+/* A batch of groups for one SMTP session.  Owned by exactly one thread at a time. */
+struct batch {
+	struct mg_group *groups;
+	size_t n;
+	struct batch *next;
+};
+
+/* Free a batch and its groups.  NULL-safe. */
+void batch_free(struct batch *b);
+
+struct workq;
+
+/* A queue holding at most capacity batches. */
+struct workq *workq_new(size_t capacity);
+
+/* Frees batches still queued.  No thread may use it any more.  NULL-safe. */
+void workq_free(struct workq *q);
+
+/*
+ * Queue a batch, waiting while the queue is full.  Takes ownership of b
+ * even on failure.  Returns false (and frees b) once the queue was closed.
+ */
+bool workq_push(struct workq *q, struct batch *b);
+
+/*
+ * Take the oldest batch, waiting while the queue is empty or held.
+ * Returns NULL once the queue was closed.  The caller owns the batch.
+ */
+struct batch *workq_pop(struct workq *q);
+
+/* Hold (true) or release (false): while held, workq_pop() waits. */
+void workq_hold(struct workq *q, bool hold);
+
+/* Drop every queued batch (their groups stay pending in the database). */
+size_t workq_discard(struct workq *q);
+
+/* Number of queued batches. */
+size_t workq_length(struct workq *q);
+
+/* Wake every waiter; from now on push fails and pop returns NULL. */
+void workq_close(struct workq *q);
+
+#endif /* MG_WORKQ_H */
