@@ -280,6 +280,7 @@ static void stats_delta(struct mg_mailer_stats *d, const struct mg_mailer_stats 
 	d->postponed = after->postponed - before->postponed;
 	d->errors = after->errors - before->errors;
 	d->skipped = after->skipped - before->skipped;
+	d->directives_sent = after->directives_sent - before->directives_sent;
 	d->next_due = after->next_due;
 }
 

@@ -446,6 +446,7 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 		return;
 	}
 	m->stats.sent++;
+	m->stats.directives_sent += j->group->n_directives;
 	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events)",
 	       j->group->recipient_address, j->ticket, j->group->n_events);
 }

@@ -14,11 +14,12 @@
 
 /* What happened to the groups handed to a mailer so far. */
 struct mg_mailer_stats {
-	unsigned long sent;	 /* accepted by the SMTP server (would be, in a dry run) */
-	unsigned long postponed; /* not due yet */
-	unsigned long errors;	 /* failed; the group stays pending */
-	unsigned long skipped;	 /* another process had it, or it was sent meanwhile */
-	int64_t next_due;	 /* earliest moment a postponed group becomes due
+	unsigned long sent;	       /* accepted by the SMTP server (would be, in a dry run) */
+	unsigned long postponed;       /* not due yet */
+	unsigned long errors;	       /* failed; the group stays pending */
+	unsigned long skipped;	       /* another process had it, or it was sent meanwhile */
+	unsigned long directives_sent; /* directives of the mails sent */
+	int64_t next_due;	       /* earliest moment a postponed group becomes due
 				    (microseconds since the epoch; INT64_MAX: none) */
 };
 

@@ -1,10 +1,15 @@
 #!/usr/bin/python3
-"""scripts/demo.py - the demo run of scripts/demo.sh (uses the test harness's servers)."""
+"""scripts/demo.py - the demo run of scripts/demo.sh (uses the test harness's servers).
+
+Starts mailgend against a throw-away PostgreSQL, SMTP server and GnuPG home,
+inserts sample IntelMQ events, and waits until the daemon has mailed them.
+"""
 
 import email
 import email.policy
 import os
 import shutil
+import subprocess
 import sys
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -12,8 +17,8 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 os.environ.setdefault("MG_SOURCE_DIR", TOP)
 os.environ.setdefault("MG_BUILD_DIR", os.path.join(TOP, "build"))
 
-from harness import (GpgHome, PgCluster, SmtpSink, make_config, make_directive,  # noqa: E402
-                     run_cbmail, write_config)
+from harness import (BUILD_DIR, GpgHome, PgCluster, SmtpSink, TempDir,  # noqa: E402
+                     make_config, make_directive, wait_until, write_config)
 
 DEMO_DIR = os.path.join(TOP, "demo")
 
@@ -60,19 +65,39 @@ def main():
                     "fields": {"source.ip": ipfmt % (i + 10), "source.asn": asn,
                                "source.port": port, "protocol.application": proto_app},
                 })
-        pg.insert_events("intelmq-events", events)
-        print("demo: inserted %d events; the trigger made %s directives"
-              % (len(events), pg.scalar("intelmq-events", "SELECT count(*) FROM directives")))
+        run = TempDir("mgdemo")
+        sock = os.path.join(run.path, "mailgend.sock")
         cfg = make_config(pg=pg, db="intelmq-events", gpg=gpg, smtp=smtp,
-                          sender="CERT Example <cert@example.org>", logging_level="INFO")
+                          sender="CERT Example <cert@example.org>", logging_level="INFO",
+                          daemon={"control_socket": sock, "debounce_quiet_ms": 500,
+                                  "workers": 2})
         cfg_path = write_config(cfg, DEMO_DIR)
         print("demo: config written to %s" % cfg_path)
-        print("demo: $ intelmqcbmail --all -c %s" % cfg_path)
-        rc, out, err = run_cbmail(["--all"], cfg_path)
-        sys.stdout.write(err + out)
-        if rc != 0:
-            print("demo: intelmqcbmail failed with exit status %d" % rc)
-            return 1
+        print("demo: $ mailgend -c %s" % cfg_path)
+        log_path = os.path.join(DEMO_DIR, "mailgend.log")
+        with open(log_path, "w") as log:
+            daemon = subprocess.Popen([os.path.join(BUILD_DIR, "mailgend"), "-c", cfg_path],
+                                      stderr=log)
+        try:
+            def ctl(*args):
+                return subprocess.run([os.path.join(BUILD_DIR, "mailgenctl"), "-s", sock]
+                                      + list(args), capture_output=True, text=True)
+            wait_until(lambda: "listening for notifications" in open(log_path).read(),
+                       timeout=30, what="mailgend to listen")
+            pg.insert_events("intelmq-events", events)
+            print("demo: inserted %d events; the trigger made %s directives and woke mailgend"
+                  % (len(events), pg.scalar("intelmq-events", "SELECT count(*) FROM directives")))
+            smtp.wait_for(len(SAMPLES), timeout=60)
+            wait_until(lambda: pg.scalar("intelmq-events", "SELECT count(*) FROM directives"
+                                         " WHERE sent_id IS NULL") == "0",
+                       timeout=30, what="all directives recorded as sent")
+            print("demo: $ mailgenctl status")
+            sys.stdout.write(ctl("status").stdout)
+        finally:
+            daemon.terminate()
+            rc = daemon.wait(timeout=60)
+        print("demo: mailgend stopped (exit status %d); its log:" % rc)
+        sys.stdout.write(open(log_path).read())
         ok = True
         for n, (env, raw) in enumerate(smtp.messages(), 1):
             path = os.path.join(DEMO_DIR, "mails", "%02d.eml" % n)
