@@ -270,6 +270,9 @@ static void on_completion(struct completion *c, void *arg)
 		/* until the next scan, what was sent is no longer pending */
 		d->pending_groups -=
 			c->stats.sent < d->pending_groups ? c->stats.sent : d->pending_groups;
+		d->pending_directives -= c->stats.directives_sent < d->pending_directives
+						 ? c->stats.directives_sent
+						 : d->pending_directives;
 		d->postponed += c->stats.postponed;
 		d->failed += c->stats.errors;
 		arm_due(d, c->next_due);
