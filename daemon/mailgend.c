@@ -585,6 +585,10 @@ int main(int argc, char **argv)
 		if (d.ev_watchdog != NULL)
 			event_add(d.ev_watchdog, &tv);
 	}
+	if (geteuid() == 0)
+		mg_log(LOG_WARNING, NULL,
+		       "running as root; mailgend needs no privileges (the "
+		       "systemd unit runs it as user 'mailgen')");
 	mg_log(LOG_INFO, NULL, "mailgend started with %u workers", pool_size(d.pool));
 	update_status(&d);
 

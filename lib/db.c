@@ -271,6 +271,10 @@ int mg_db_scan_fetch(PGconn *conn, size_t max, struct mg_group **ret_groups, siz
 			goto out;
 		}
 	}
+	if (n == 0) { /* the end: nothing to hand over */
+		free(groups);
+		groups = NULL;
+	}
 	*ret_groups = groups;
 	*ret_n = (size_t)n;
 	groups = NULL;
