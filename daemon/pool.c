@@ -281,7 +281,7 @@ static void stats_delta(struct mg_mailer_stats *d, const struct mg_mailer_stats 
 	d->errors = after->errors - before->errors;
 	d->skipped = after->skipped - before->skipped;
 	d->directives_sent = after->directives_sent - before->directives_sent;
-	d->next_due = after->next_due;
+	d->next_due = INT64_MAX; /* work_batch() takes the minimum over its calls */
 }
 
 static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct completion *c)
@@ -289,6 +289,7 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 	struct cfg_ref *ref = current_cfg(p);
 	struct mg_mailer_stats before;
 	struct mg_err err = { 0 };
+	int64_t next_due = INT64_MAX;
 	size_t off = 0;
 	int r;
 
@@ -312,6 +313,8 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 		size_t k = w->smtp_proven ? b->n - off : 1;
 
 		r = mg_mailer_process(w->mailer, b->groups + off, k);
+		if (mg_mailer_stats(w->mailer)->next_due < next_due)
+			next_due = mg_mailer_stats(w->mailer)->next_due;
 		if (r < 0) {
 			if (mg_db_broken(w->conn)) {
 				c->db_failed = true;
@@ -330,7 +333,8 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 		off += k;
 	}
 	stats_delta(&c->stats, mg_mailer_stats(w->mailer), &before);
-	c->next_due = c->stats.next_due;
+	c->stats.next_due = next_due;
+	c->next_due = next_due;
 out:
 	cfg_ref_put(ref);
 }

@@ -466,6 +466,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	int64_t now;
 	int r = MG_OK;
 
+	m->stats.next_due = INT64_MAX;
 	jobs = calloc(n, sizeof(*jobs));
 	claimed = calloc(n, sizeof(*claimed));
 	queued = calloc(n, sizeof(*queued));

@@ -19,8 +19,11 @@ struct mg_mailer_stats {
 	unsigned long errors;	       /* failed; the group stays pending */
 	unsigned long skipped;	       /* another process had it, or it was sent meanwhile */
 	unsigned long directives_sent; /* directives of the mails sent */
-	int64_t next_due;	       /* earliest moment a postponed group becomes due
-				    (microseconds since the epoch; INT64_MAX: none) */
+	/*
+	 * Earliest moment a group postponed by the last mg_mailer_process()
+	 * call becomes due (usec since the epoch; INT64_MAX: none).
+	 */
+	int64_t next_due;
 };
 
 struct mg_mailer;
