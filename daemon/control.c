@@ -347,10 +347,24 @@ static void refuse(int fd, const char *message)
 	(void)close(fd);
 }
 
-static bool peer_allowed(const struct control *c, const struct ucred *cred)
+/*
+ * Root, the daemon's user, or a member of its group: the primary group from
+ * SO_PEERCRED, or a supplementary one from SO_PEERGROUPS (Linux 4.13), the
+ * groups the peer had when it connected.
+ */
+static bool peer_allowed(const struct control *c, int fd, const struct ucred *cred)
 {
-	/* SO_PEERCRED carries the primary gid only, not supplementary groups */
-	return cred->uid == 0 || cred->uid == c->daemon_uid || cred->gid == c->daemon_gid;
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+
+	if (cred->uid == 0 || cred->uid == c->daemon_uid || cred->gid == c->daemon_gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return false; /* too many groups, or an old kernel: primary group only */
+	for (size_t i = 0; i < len / sizeof(groups[0]); i++)
+		if (groups[i] == c->daemon_gid)
+			return true;
+	return false;
 }
 
 static unsigned conns_of_uid(const struct control *c, uid_t uid)
@@ -375,7 +389,7 @@ static void control_admit(struct control *c, int fd)
 		refuse(fd, "cannot identify the peer");
 		return;
 	}
-	if (!peer_allowed(c, &cred)) {
+	if (!peer_allowed(c, fd, &cred)) {
 		mg_log(LOG_WARNING, NULL, "control: access denied to uid %u gid %u (pid %d)",
 		       (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
 		refuse(fd, "access denied");

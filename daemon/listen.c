@@ -12,9 +12,10 @@
 #include "timing.h"
 
 enum lstate {
-	L_IDLE,	      /* waiting to (re)connect */
-	L_CONNECTING, /* PQconnectPoll in progress */
-	L_LISTENING,  /* LISTEN sent or active */
+	L_IDLE,	       /* waiting to (re)connect */
+	L_CONNECTING,  /* PQconnectPoll in progress */
+	L_LISTEN_SENT, /* LISTEN sent, the server's answer not yet read */
+	L_LISTENING,   /* LISTEN active */
 };
 
 struct listener {
@@ -128,6 +129,23 @@ static void set_io(struct listener *l, short what, event_callback_fn cb)
 		listener_lost(l, "cannot watch the connection's socket");
 }
 
+/*
+ * The server answered our LISTEN: from now on no notification is missed,
+ * so this is the moment for the catch-up scan (a scan started earlier could
+ * miss a commit made between its snapshot and the LISTEN).
+ */
+static void listening_confirmed(struct listener *l)
+{
+	l->state = L_LISTENING;
+	if (l->was_connected || l->failures > 0)
+		mg_log(LOG_INFO, NULL, "database connection for notifications re-established");
+	l->failures = 0;
+	l->logged_down = false;
+	l->was_connected = true;
+	/* whatever was notified while we were away: scan */
+	l->notify(l->arg, 0, true);
+}
+
 /* Read what arrived: results of LISTEN and pings, and notifications. */
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -153,6 +171,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		}
 		PQclear(res);
 		l->ping_outstanding = false;
+		if (l->state == L_LISTEN_SENT)
+			listening_confirmed(l);
 	}
 	/* drain every notification of this wake-up */
 	while ((n = PQnotifies(l->conn)) != NULL) {
@@ -168,7 +188,7 @@ static void on_ping(evutil_socket_t fd, short what, void *arg)
 	struct listener *l = arg;
 	struct timeval tv = { l->ping_sec, 0 };
 
-	if (l->state != L_LISTENING)
+	if (l->state != L_LISTENING && l->state != L_LISTEN_SENT)
 		return;
 	if (l->ping_outstanding) {
 		listener_lost(l, "the server did not answer a ping");
@@ -197,19 +217,13 @@ static void start_listening(struct listener *l)
 		listener_lost(l, PQerrorMessage(l->conn));
 		return;
 	}
-	l->state = L_LISTENING;
+	l->state = L_LISTEN_SENT;
 	l->ping_outstanding = true; /* the LISTEN's result counts as the first answer */
 	set_io(l, EV_READ | EV_PERSIST, on_readable);
-	if (l->state != L_LISTENING)
+	if (l->state != L_LISTEN_SENT)
 		return;
+	/* no answer within a ping interval: the connection is treated as lost */
 	evtimer_add(l->ev_ping, &tv);
-	if (l->was_connected || l->failures > 0)
-		mg_log(LOG_INFO, NULL, "database connection for notifications re-established");
-	l->failures = 0;
-	l->logged_down = false;
-	l->was_connected = true;
-	/* whatever was notified while we were away: scan */
-	l->notify(l->arg, 0, true);
 }
 
 static void on_connect_io(evutil_socket_t fd, short what, void *arg)

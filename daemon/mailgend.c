@@ -259,6 +259,9 @@ static void on_completion(struct completion *c, void *arg)
 			}
 		} else {
 			d->db_down = false;
+			if (!d->smtp_down)
+				d->failures =
+					0; /* the database is back; SMTP was not the trouble */
 			d->pending_groups = c->groups;
 			d->pending_directives = c->directives;
 			mg_log(LOG_DEBUG, NULL, "scan: %llu groups pending, %llu due",
@@ -354,6 +357,7 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 	struct mg_signer *signer = NULL;
 	struct cfg_ref *ref;
 	struct mg_err err = { 0 };
+	struct timeval tv;
 	int r;
 
 	(void)sd_notify(0, "RELOADING=1");
@@ -382,6 +386,9 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 	cfg_ref_put(d->cfg);
 	d->cfg = ref;
 	mg_log_set_level(cfg_of(d)->log_level);
+	tv.tv_sec = cfg_of(d)->rescan_interval_sec;
+	tv.tv_usec = 0;
+	event_add(d->ev_rescan, &tv); /* re-adding replaces the interval */
 	mg_log(LOG_INFO, NULL, "configuration reloaded");
 	(void)sd_notify(0, "READY=1");
 	(void)snprintf(msg, msg_size, "configuration reloaded");
@@ -607,6 +614,8 @@ int main(int argc, char **argv)
 		       cfg_of(&d)->shutdown_timeout_sec);
 		_exit(1);
 	}
+	/* the results of the batches finished after SIGTERM are still queued for the loop */
+	(void)event_base_loop(d.base, EVLOOP_NONBLOCK);
 	mg_log(LOG_INFO, NULL, "stopped: %llu mails sent since start", (unsigned long long)d.sent);
 	status = 0;
 out:

@@ -282,6 +282,8 @@ static void stats_delta(struct mg_mailer_stats *d, const struct mg_mailer_stats 
 	d->skipped = after->skipped - before->skipped;
 	d->directives_sent = after->directives_sent - before->directives_sent;
 	d->next_due = INT64_MAX; /* work_batch() takes the minimum over its calls */
+	(void)snprintf(d->last_error, sizeof(d->last_error), "%s",
+		       d->errors > 0 ? after->last_error : "");
 }
 
 static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct completion *c)
@@ -335,6 +337,8 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 	stats_delta(&c->stats, mg_mailer_stats(w->mailer), &before);
 	c->stats.next_due = next_due;
 	c->next_due = next_due;
+	if (c->error[0] == '\0' && c->stats.last_error[0] != '\0')
+		(void)snprintf(c->error, sizeof(c->error), "%s", c->stats.last_error);
 out:
 	cfg_ref_put(ref);
 }

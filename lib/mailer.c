@@ -157,31 +157,16 @@ static uint64_t fnv1a(uint64_t h, const char *s)
 }
 
 /*
- * Log a group's failure at ERROR, unless the same failure of the same group
- * was logged within the last hour: then count it (and log at DEBUG).  The
- * next ERROR line says how often it repeated.
+ * Whether a failure with this key was logged within the last hour.  If so,
+ * count the repeat and return true (log it at DEBUG only); otherwise note
+ * that it is being logged now and return false, with *ret_repeats the
+ * repeats counted since the last time.
  */
-static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+static bool memo_quiet(struct mg_mailer *m, uint64_t key, unsigned *ret_repeats)
 {
-	const struct mg_group *g = j->group;
-	struct mg_log_ctx ctx = job_log_ctx(j);
 	struct memo *slot = NULL, *oldest = &m->memo[0];
-	char msg[1024];
 	int64_t now = now_usec();
-	uint64_t key = 14695981039346656037u;
-	va_list ap;
 
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	key = fnv1a(key, g->recipient_address);
-	key = fnv1a(key, g->template_name);
-	key = fnv1a(key, g->notification_format);
-	key = fnv1a(key, g->event_data_format);
-	key = fnv1a(key, g->aggregate_literal != NULL ? g->aggregate_literal : "");
-	key = fnv1a(key, msg);
 	key |= 1; /* never 0, the mark of a free slot */
 	for (size_t i = 0; i < MEMO_SLOTS; i++) {
 		if (m->memo[i].key == key) {
@@ -193,19 +178,63 @@ static void log_failure(struct mg_mailer *m, const struct job *j, const char *fm
 	}
 	if (slot != NULL && now - slot->logged_at < MEMO_QUIET_USEC) {
 		slot->repeats++;
-		mg_log(LOG_DEBUG, &ctx, "%s (repeated, ERROR logged once an hour)", msg);
-		return;
+		return true;
 	}
-	if (slot != NULL && slot->repeats > 0)
-		mg_log(LOG_ERR, &ctx, "%s (failed %u more times in the last hour)", msg,
-		       slot->repeats);
-	else
-		mg_log(LOG_ERR, &ctx, "%s", msg);
+	*ret_repeats = slot != NULL ? slot->repeats : 0;
 	if (slot == NULL)
 		slot = oldest;
 	slot->key = key;
 	slot->logged_at = now;
 	slot->repeats = 0;
+	return false;
+}
+
+/*
+ * Log a group's failure at ERROR, unless the same failure of the same group
+ * was logged within the last hour: then count it (and log at DEBUG).  The
+ * next ERROR line says how often it repeated.
+ */
+static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+{
+	const struct mg_group *g = j->group;
+	struct mg_log_ctx ctx = job_log_ctx(j);
+	uint64_t key = 14695981039346656037u;
+	unsigned repeats;
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	(void)snprintf(m->stats.last_error, sizeof(m->stats.last_error), "%.255s", msg);
+	key = fnv1a(key, g->recipient_address);
+	key = fnv1a(key, g->template_name);
+	key = fnv1a(key, g->notification_format);
+	key = fnv1a(key, g->event_data_format);
+	key = fnv1a(key, g->aggregate_literal != NULL ? g->aggregate_literal : "");
+	key = fnv1a(key, msg);
+	if (memo_quiet(m, key, &repeats))
+		mg_log(LOG_DEBUG, &ctx, "%s (repeated, ERROR logged once an hour)", msg);
+	else if (repeats > 0)
+		mg_log(LOG_ERR, &ctx, "%s (failed %u more times in the last hour)", msg, repeats);
+	else
+		mg_log(LOG_ERR, &ctx, "%s", msg);
+}
+
+/*
+ * The SMTP server could not be used at all: ERROR once, then (while it
+ * stays the same failure) at most once an hour, like log_failure().
+ */
+static void log_session_failure(struct mg_mailer *m, const char *msg)
+{
+	unsigned repeats;
+
+	if (memo_quiet(m, fnv1a(14695981039346656037u, msg), &repeats))
+		mg_log(LOG_DEBUG, NULL, "%s; the mails not sent stay pending (repeated)", msg);
+	else
+		mg_log(LOG_ERR, NULL, "%s; the mails not sent stay pending", msg);
 }
 
 static void job_describe(struct job *j)
@@ -553,7 +582,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		memset(&err, 0, sizeof(err));
 		r = mg_smtp_send(&opts, msgs, n_queued, on_mail_done, m, &err);
 		if (r < 0)
-			mg_log(LOG_ERR, NULL, "%s; the mails not sent stay pending", err.msg);
+			log_session_failure(m, err.msg);
 	}
 	if (r == MG_OK && m->db_broken)
 		r = MG_ETEMP;

@@ -24,6 +24,7 @@ struct mg_mailer_stats {
 	 * call becomes due (usec since the epoch; INT64_MAX: none).
 	 */
 	int64_t next_due;
+	char last_error[256]; /* the latest failure of a group, "" when none */
 };
 
 struct mg_mailer;

@@ -6,6 +6,9 @@ Real servers, started per test (class) and removed afterwards:
     SmtpSink    an SMTP server (aiosmtpd) that stores every mail in a Maildir
     GpgHome     a GnuPG home with a fresh unprotected ed25519 signing key
 
+    Mailgend    the daemon (mailgend) on a private control socket, with
+                mailgenctl at hand
+
 plus helpers to write a mailgen config and to run intelmqcbmail.
 
 Every class is a context manager and also registers itself for cleanup at
@@ -15,9 +18,11 @@ condition wait with a timeout.
 
 Environment:
     MG_SOURCE_DIR    source tree (default: computed from this file)
-    MG_BUILD_DIR     build tree with intelmqcbmail (default: $MG_SOURCE_DIR/build)
+    MG_BUILD_DIR     build tree with intelmqcbmail, mailgend, mailgenctl
+                     (default: $MG_SOURCE_DIR/build)
     MG_PG_BINDIR     PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
-    MG_TEST_WRAPPER  command prefixed to intelmqcbmail, e.g. "valgrind -q --error-exitcode=99"
+    MG_TEST_WRAPPER  command prefixed to intelmqcbmail and mailgend, e.g.
+                     "valgrind -q --error-exitcode=99"
     MG_KEEP_TMP      if set, temporary directories are kept (for debugging)
 
 Requires /usr/bin/python3 (aiosmtpd) and must run as root (the cluster is run
@@ -30,6 +35,7 @@ import json
 import os
 import pwd
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -790,6 +796,221 @@ def run_cbmail(args, config, env=None, timeout=300, input=None):
         return r.returncode, r.stdout, r.stderr
     finally:
         home.cleanup()
+
+
+# ------------------------------------------------------------------ mailgend
+
+def _build_binary(name):
+    path = os.path.join(BUILD_DIR, name)
+    if not os.access(path, os.X_OK):
+        raise HarnessError("%s not found or not executable (build first, or set MG_BUILD_DIR)"
+                           % path)
+    return path
+
+
+class Mailgend:
+    """The daemon, started in the foreground with its stderr in a log file.
+
+        with Mailgend(make_config(..., daemon={"debounce_quiet_ms": 200})) as d:
+            d.wait_ready()
+            pg.insert_event(...)
+            smtp.wait_for(1)
+            d.status()["sent"]          -> 1
+            d.ctl("flush")              -> (0, "mailgend: flush requested\n", "")
+            d.stop()                    -> 0 (exit status after SIGTERM)
+
+    config: a config dict (written to a file in the daemon's TempDir) or a
+    path.  socket_path: the control socket, passed with -s (default: a path
+    in the TempDir).  env: extra environment variables.  MG_TEST_WRAPPER is
+    put in front of the command like for intelmqcbmail.  Only the daemon's
+    own PID is ever signalled; cleanup() stops it (SIGTERM, then SIGKILL)
+    and removes the TempDir.
+
+    Attributes: pid, proc, socket, config_path, log_path, dir.
+    """
+
+    def __init__(self, config, socket_path=None, env=None, start=True, args=()):
+        self.tmp = TempDir("mgd")
+        _register(self)
+        self.dir = self.tmp.path
+        self.home = os.path.join(self.dir, "home")
+        os.mkdir(self.home, 0o700)
+        if isinstance(config, dict):
+            config = write_config(config, self.dir, name="mailgend.conf")
+        self.config_path = config
+        self.socket = socket_path or os.path.join(self.dir, "ctl.sock")
+        self.log_path = os.path.join(self.dir, "mailgend.log")
+        self.env = _clean_env({"HOME": self.home})
+        self.env.update(env or {})
+        self.args = list(args)
+        self.proc = None
+        if start:
+            self.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def command(self):
+        wrapper = shlex.split(os.environ.get("MG_TEST_WRAPPER", ""))
+        return wrapper + [_build_binary("mailgend"), "-c", self.config_path,
+                          "-s", self.socket] + self.args
+
+    def start(self):
+        """Start the daemon (again, after stop(): the log is appended to)."""
+        if self.running:
+            return
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=logf, env=self.env)
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self):
+        return None if self.proc is None else self.proc.poll()
+
+    # -- log
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, nbytes=6000):
+        return self.log()[-nbytes:]
+
+    def _check_alive(self, what):
+        if self.proc is not None and self.proc.poll() is not None:
+            raise HarnessError("mailgend exited with %s while waiting for %s; log:\n%s"
+                               % (self.proc.returncode, what, self.log_tail()))
+
+    def wait_log(self, regex, timeout=30, count=1, alive=True):
+        """Wait until the log has at least `count` matches of regex (re.M);
+        return the list of match objects.  With alive=True a daemon that
+        exits meanwhile raises HarnessError at once."""
+        rx = re.compile(regex, re.M)
+
+        def found():
+            ms = list(rx.finditer(self.log()))
+            if len(ms) >= count:
+                return ms
+            if alive:
+                self._check_alive("log /%s/" % regex)
+            return None
+        try:
+            return wait_until(found, timeout=timeout, interval=0.05,
+                              what="mailgend log to match /%s/ %d time(s)" % (regex, count))
+        except TimeoutError as e:
+            raise TimeoutError("%s; log tail:\n%s" % (e, self.log_tail())) from None
+
+    # -- mailgenctl
+
+    def ctl(self, *args, timeout=30):
+        """Run mailgenctl -s SOCKET ARGS...; return (rc, stdout, stderr)."""
+        r = subprocess.run([_build_binary("mailgenctl"), "-s", self.socket] + list(args),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=self.env, timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+    def status(self):
+        """The daemon's status (mailgenctl --json status) as a dict; raises
+        HarnessError when mailgenctl fails."""
+        rc, out, err = self.ctl("--json", "status")
+        if rc != 0:
+            raise HarnessError("mailgenctl status failed (rc=%d): %s" % (rc, err.strip()))
+        resp = json.loads(out)
+        if not resp.get("ok"):
+            raise HarnessError("mailgenctl status: not ok: %r" % resp)
+        return resp["status"]
+
+    def try_status(self):
+        """status(), or None when the daemon does not answer."""
+        try:
+            return self.status()
+        except (HarnessError, ValueError, subprocess.TimeoutExpired):
+            return None
+
+    def wait_status(self, pred, timeout=30, what="status condition"):
+        """Wait until pred(status dict) is true; return that status."""
+        def check():
+            st = self.try_status()
+            if st is not None and pred(st):
+                return st
+            self._check_alive(what)
+            return None
+        try:
+            return wait_until(check, timeout=timeout, interval=0.05, what=what)
+        except TimeoutError as e:
+            raise TimeoutError("%s; last status %r; log tail:\n%s"
+                               % (e, self.try_status(), self.log_tail())) from None
+
+    def wait_ready(self, timeout=30, scanned=True):
+        """Wait until mailgenctl status answers and the log says the daemon is
+        listening for notifications; with scanned=True also until its first
+        scan (the catch-up scan after connecting) is done.  Returns the status."""
+        self.wait_log(r"listening for notifications", timeout=timeout)
+        return self.wait_status(lambda st: not scanned or (st.get("last_scan") or 0) > 0,
+                                timeout=timeout, what="mailgend to be ready")
+
+    # -- signals, stop
+
+    def signal(self, sig):
+        """Send sig to the daemon's PID (only if it still runs)."""
+        if self.running:
+            os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout=60):
+        """Wait for the daemon to exit; return its exit status."""
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout=60):
+        """SIGTERM, wait up to timeout s; return the exit status (None if
+        never started).  On time-out the daemon is killed and TimeoutError raised."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+                raise TimeoutError("mailgend did not exit within %.0fs after SIGTERM; log:\n%s"
+                                   % (timeout, self.log_tail()))
+        return self.proc.returncode
+
+    def kill(self):
+        """SIGKILL the daemon (a crash) and reap it."""
+        if self.running:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+
+    def cleanup(self):
+        try:
+            if self.running:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=30)
+        finally:
+            if _keep_tmp() and self.proc is not None:
+                sys.stderr.write("harness: mailgend log kept at %s\n" % self.log_path)
+            self.tmp.cleanup()
+            _unregister(self)
 
 
 def run_tests():
