@@ -1,9 +1,9 @@
 #!/bin/sh
-# scripts/demo.sh - install, build, and mail sample events through throw-away servers
+# scripts/demo.sh - install, build, and run mailgend on sample events with throw-away servers
 #
 # Starts its own PostgreSQL cluster, SMTP server and GnuPG home (under /tmp),
-# loads sample IntelMQ events with notification directives, runs
-# "intelmqcbmail --all", verifies the signatures of the mails received, and
+# starts mailgend, loads sample IntelMQ events with notification directives,
+# waits until the daemon has mailed them, verifies their signatures, and
 # keeps the mails in ./demo/mails.  The servers are removed when it ends.
 set -eu
 
