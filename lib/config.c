@@ -55,6 +55,7 @@ static const struct cf_key cf_keys[] = {
 	{ "delivery.smtp_timeout_seconds", CF_INT, OFF(smtp_timeout_sec), false, "60", 1, 3600 },
 	{ "delivery.max_mail_bytes", CF_LONG, OFF(max_mail_bytes), false, "33554432", 65536,
 	  1073741824 },
+	{ "delivery.csv_spreadsheet_safe", CF_BOOL, OFF(csv_spreadsheet_safe), false, NULL, 0, 0 },
 	{ "daemon.notify_channel", CF_STR, OFF(notify_channel), false, "mailgen", 0, 0 },
 	{ "daemon.debounce_quiet_ms", CF_INT, OFF(debounce_quiet_ms), false, "2000", 0, 3600000 },
 	{ "daemon.debounce_max_ms", CF_INT, OFF(debounce_max_ms), false, "30000", 0, 3600000 },

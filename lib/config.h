@@ -35,9 +35,10 @@ struct mg_config {
 	char *smtp_host;
 	int smtp_port;
 	/* delivery.* (ours) */
-	int mails_per_session; /* mails handed to one SMTP connection */
-	int smtp_timeout_sec;  /* per SMTP command / data block */
-	long max_mail_bytes;   /* cap on one rendered mail */
+	int mails_per_session;	   /* mails handed to one SMTP connection */
+	int smtp_timeout_sec;	   /* per SMTP command / data block */
+	long max_mail_bytes;	   /* cap on one rendered mail */
+	bool csv_spreadsheet_safe; /* neutralise cells a spreadsheet would run */
 	/* daemon.* (ours, mailgend only) */
 	char *notify_channel;	  /* LISTEN channel, as the directives trigger uses */
 	int debounce_quiet_ms;	  /* scan this long after the last notification ... */

@@ -388,6 +388,7 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	in.n_rows = rows;
 	in.attach_csv = mg_render_wants_attachment(g->event_data_format);
 	in.max_bytes = (size_t)cfg->max_mail_bytes;
+	in.table_flags = cfg->csv_spreadsheet_safe ? MG_TABLE_SPREADSHEET_SAFE : 0;
 	r = mg_render(&in, &out, err);
 	if (r < 0)
 		goto out;

@@ -332,6 +332,27 @@ class CbmailSendTest(unittest.TestCase):
         self.assertEqual(self.smtp.count(), 4)
         self.assertEqual(len(self.sent_tickets()), 4)
 
+    def test_spreadsheet_safe_csv(self):
+        # A host name a feed reported as a formula: neutralised only when asked.
+        fields = {"destination.fqdn": "=HYPERLINK(\"http://x.example\")",
+                  "protocol.transport": "+udp"}
+        for safe, want_host, want_proto in ((False, fields["destination.fqdn"], "+udp"),
+                                            (True, "'" + fields["destination.fqdn"], "'+udp")):
+            self.smtp.clear()
+            self.pg.insert_events(self.db, [
+                {"fields": fields,
+                 "directives": [make_directive("abuse@as64496.example", "inline.txt")]}])
+            cfg = self.config(gpg=None, always_sign=False)
+            if safe:
+                cfg["delivery"] = {"csv_spreadsheet_safe": True}
+            rc, out, err = self.cbmail(["--all"], cfg)
+            self.assertEqual(rc, 0, self.out_msg())
+            (env, raw), = self.smtp.wait_for(1)
+            rows = mc.csv_between(self.assert_text_part(mc.parse_mail(raw)), BEGIN, END)
+            self.assertEqual(rows[0], mc.FALLBACK_TITLES)  # titles untouched
+            self.assertEqual(rows[1][6], want_host)
+            self.assertEqual(rows[1][7], want_proto)
+
     def test_unsigned_mode_plain_text_mail(self):
         # the shipped example templates, a sender without display name
         ids = self.pg.insert_events(self.db, [
