@@ -39,6 +39,8 @@ struct mg_config {
 	int smtp_timeout_sec;	   /* per SMTP command / data block */
 	long max_mail_bytes;	   /* cap on one rendered mail */
 	bool csv_spreadsheet_safe; /* neutralise cells a spreadsheet would run */
+	int recipient_max_mails;   /* per recipient and window; 0: no limit */
+	int recipient_window_sec;
 	/* daemon.* (ours, mailgend only) */
 	char *notify_channel;	  /* LISTEN channel, as the directives trigger uses */
 	int debounce_quiet_ms;	  /* scan this long after the last notification ... */

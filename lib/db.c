@@ -570,6 +570,44 @@ out:
 	return r;
 }
 
+int mg_db_recipient_recent(PGconn *conn, const char *recipient, int window_sec, int max,
+			   int *ret_count, int64_t *ret_free_at, struct mg_err *err)
+{
+	static const char sql[] =
+		"SELECT count(*), (extract(epoch FROM min(sent_at)) * 1000000)::bigint"
+		"  FROM (SELECT DISTINCT s.id, s.sent_at"
+		"          FROM sent AS s JOIN directives AS d ON d.sent_id = s.id"
+		"         WHERE d.recipient_address = $1"
+		"           AND s.sent_at > now() - make_interval(secs => $2::int)"
+		"         ORDER BY s.sent_at DESC LIMIT $3::int) AS recent";
+	const char *params[3];
+	char win[16], lim[16];
+	PGresult *res;
+	int64_t count = 0, oldest = 0;
+	int r = MG_OK;
+
+	(void)snprintf(win, sizeof(win), "%d", window_sec);
+	(void)snprintf(lim, sizeof(lim), "%d", max);
+	params[0] = recipient;
+	params[1] = win;
+	params[2] = lim;
+	res = PQexecParams(conn, sql, 3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res),
+			       "counting recent mails to the recipient failed: %s",
+			       db_message(conn, res));
+		goto out;
+	}
+	(void)mg_parse_int64(PQgetvalue(res, 0, 0), 0, INT32_MAX, &count);
+	if (!PQgetisnull(res, 0, 1))
+		(void)mg_parse_int64(PQgetvalue(res, 0, 1), INT64_MIN, INT64_MAX, &oldest);
+	*ret_count = (int)count;
+	*ret_free_at = oldest + (int64_t)window_sec * 1000000 + 1;
+out:
+	PQclear(res);
+	return r;
+}
+
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    struct mg_err *err)
 {

@@ -100,6 +100,14 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
  */
 void mg_db_notice(void *arg, const char *message);
 
+/*
+ * How many mails went to recipient within the last window_sec seconds, up to
+ * max; when that reaches max, *ret_free_at is the moment (usec since the
+ * epoch) the oldest of the last max mails leaves the window.
+ */
+int mg_db_recipient_recent(PGconn *conn, const char *recipient, int window_sec, int max,
+			   int *ret_count, int64_t *ret_free_at, struct mg_err *err);
+
 /* True when the connection is unusable and must be made anew. */
 bool mg_db_broken(PGconn *conn);
 

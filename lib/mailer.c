@@ -440,6 +440,51 @@ out:
 	return r;
 }
 
+/*
+ * The per-recipient limit (docs/security.md): at most
+ * delivery.recipient_max_mails mails to one address within
+ * delivery.recipient_window_seconds, counting the mails recorded in the
+ * database and those already queued in this session.  A group over the
+ * limit is postponed until the oldest of those mails leaves the window.
+ */
+static bool recipient_over_limit(struct mg_mailer *m, struct job *j, struct job **queued,
+				 size_t n_queued, int64_t now)
+{
+	const struct mg_config *cfg = m->cfg;
+	struct mg_log_ctx ctx = job_log_ctx(j);
+	struct mg_err err = { 0 };
+	int64_t free_at = 0;
+	int count = 0;
+
+	for (size_t i = 0; i < n_queued; i++)
+		if (strcmp(queued[i]->group->recipient_address, j->group->recipient_address) == 0)
+			count++;
+	if (count >= cfg->recipient_max_mails) {
+		/* the queued ones are not recorded yet: retry once the window has moved */
+		free_at = now + (int64_t)cfg->recipient_window_sec * 1000000;
+	} else {
+		int recent = 0;
+
+		if (mg_db_recipient_recent(m->conn, j->group->recipient_address,
+					   cfg->recipient_window_sec, cfg->recipient_max_mails,
+					   &recent, &free_at, &err) < 0) {
+			/* cannot tell: do not send, the next scan asks again */
+			log_failure(m, j, "%s", err.msg);
+			return true;
+		}
+		count += recent;
+		if (count < cfg->recipient_max_mails)
+			return false;
+	}
+	if (free_at < m->stats.next_due)
+		m->stats.next_due = free_at;
+	mg_log(LOG_INFO, &ctx,
+	       "group for '%s' postponed: %d mails to it in the last %d s (limit "
+	       "delivery.recipient_max_mails)",
+	       j->group->recipient_address, count, cfg->recipient_window_sec);
+	return true;
+}
+
 /* Called by the SMTP layer as soon as a mail's fate is known. */
 static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 {
@@ -546,6 +591,11 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 			       j->group->recipient_address,
 			       (long long)((now - j->group->last_sent) / 1000000),
 			       (long long)j->group->interval_sec);
+			continue;
+		}
+		if (m->cfg->recipient_max_mails > 0 &&
+		    recipient_over_limit(m, j, queued, n_queued, now)) {
+			m->stats.postponed++;
 			continue;
 		}
 		r = build_mail(m, j, &err);

@@ -353,6 +353,31 @@ class CbmailSendTest(unittest.TestCase):
             self.assertEqual(rows[1][6], want_host)
             self.assertEqual(rows[1][7], want_proto)
 
+    def test_recipient_limit_postpones(self):
+        # three groups (three networks) for one address, one for another
+        self.pg.insert_events(self.db, [
+            {"fields": {"source.asn": asn},
+             "directives": [make_directive("abuse@isp.example", "inline.txt",
+                                           aggregate_identifier={"source.asn": asn})]}
+            for asn in (64496, 64497, 64498)] + [
+            {"directives": [make_directive("other@isp.example", "inline.txt")]}])
+        cfg = self.config(gpg=None, always_sign=False)
+        cfg["delivery"] = {"recipient_max_mails": 2, "recipient_window_seconds": 3600}
+        rc, out, err = self.cbmail(["--all"], cfg)
+        self.assertEqual(rc, 0, self.out_msg())
+        self.assert_summary(out, sent=3, postponed=1)
+        rcpts = sorted(env["rcpt_tos"][0] for env, _ in self.smtp.wait_for(3))
+        self.assertEqual(rcpts, ["abuse@isp.example", "abuse@isp.example",
+                                 "other@isp.example"])
+        self.assertIn("limit delivery.recipient_max_mails", err)
+        # the window still holds two mails: the third group waits
+        rc, out, err = self.cbmail(["--all"], cfg)
+        self.assert_summary(out, sent=0, postponed=1)
+        # with a larger limit it goes out
+        cfg["delivery"]["recipient_max_mails"] = 3
+        rc, out, err = self.cbmail(["--all"], cfg)
+        self.assert_summary(out, sent=1)
+
     def test_unsigned_mode_plain_text_mail(self):
         # the shipped example templates, a sender without display name
         ids = self.pg.insert_events(self.db, [
