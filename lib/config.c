@@ -35,6 +35,16 @@ struct cf_key {
 
 #define OFF(f) offsetof(struct mg_config, f)
 
+/*
+ * Dotted key paths are built from the names in the files, and a name may
+ * be as long as its file: allow a path longer than two files the loader
+ * reads (1 MiB each, config-load.c), so that a long unknown key only
+ * warns, like a short one.  A warning shows at most CF_KEY_SHOWN bytes of
+ * the key.
+ */
+#define CF_PATH_MAX  (4u << 20)
+#define CF_KEY_SHOWN 128
+
 static const struct cf_key cf_keys[] = {
 	{ "openpgp.gnupg_home", CF_STR, OFF(gnupg_home), true, NULL, 0, 0 },
 	{ "openpgp.always_sign", CF_BOOL, OFF(always_sign), true, NULL, 0, 0 },
@@ -257,7 +267,7 @@ static int merge_file(struct merge *m, struct json_object *file, const char *pat
 {
 	struct json_object_iterator it = json_object_iter_begin(file);
 	struct json_object_iterator end = json_object_iter_end(file);
-	struct mg_buf key = MG_BUF_INIT(1024);
+	struct mg_buf key = MG_BUF_INIT(CF_PATH_MAX);
 	int r = MG_OK;
 
 	for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
@@ -276,11 +286,11 @@ static int merge_file(struct merge *m, struct json_object *file, const char *pat
 					goto out;
 				}
 				mg_buf_reset(&key);
-				if (mg_buf_addf(&key, "%s.%s", name, k2) < 0 ||
-				    origin_set(m, mg_buf_str(&key), path) < 0) {
-					r = MG_ENOMEM;
+				r = mg_buf_addf(&key, "%s.%s", name, k2);
+				if (r == MG_OK)
+					r = origin_set(m, mg_buf_str(&key), path);
+				if (r < 0)
 					goto out;
-				}
 			}
 			continue;
 		}
@@ -476,10 +486,19 @@ static bool known_object(const char *path)
 
 static int add_warning(struct mg_config *cfg, const char *file, const char *path)
 {
-	struct mg_buf b = MG_BUF_INIT(1024);
+	struct mg_buf b = MG_BUF_INIT(strlen(file) + CF_KEY_SHOWN + 64);
+	size_t shown = strnlen(path, CF_KEY_SHOWN + 1);
+	bool cut = shown > CF_KEY_SHOWN;
 	char **w;
 
-	if (mg_buf_addf(&b, "%s: unknown key '%s', ignoring", file, path) < 0)
+	/* cut a long key at a character boundary, and say so */
+	if (cut) {
+		shown = CF_KEY_SHOWN;
+		while (shown > 0 && ((unsigned char)path[shown] & 0xc0) == 0x80)
+			shown--;
+	}
+	if (mg_buf_addf(&b, "%s: unknown key '%.*s%s', ignoring", file, (int)shown, path,
+			cut ? "..." : "") < 0)
 		goto fail;
 	w = mg_realloc(cfg->warnings, (cfg->n_warnings + 1) * sizeof(*w));
 	if (w == NULL)
@@ -499,7 +518,7 @@ fail:
 static int check_unknown(struct mg_config *cfg, const struct merge *m, struct json_object *obj,
 			 const char *prefix)
 {
-	struct mg_buf path = MG_BUF_INIT(1024);
+	struct mg_buf path = MG_BUF_INIT(CF_PATH_MAX);
 	int r = MG_OK;
 
 	json_object_object_foreach(obj, k, v)
@@ -519,6 +538,15 @@ static int check_unknown(struct mg_config *cfg, const struct merge *m, struct js
 	}
 	mg_buf_release(&path);
 	return r;
+}
+
+/* A failure to build a key path: out of memory, or (past CF_PATH_MAX) a bad file. */
+static int key_path_fail(struct mg_err *err, int r, const char *file)
+{
+	if (r == MG_ENOMEM)
+		return mg_err_set(err, MG_ENOMEM, "%s: out of memory", file);
+	return mg_err_set(err, MG_ECONFIG, "%s: a key path is longer than %u bytes", file,
+			  CF_PATH_MAX);
 }
 
 int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, size_t n_srcs,
@@ -542,7 +570,7 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 		json_object_put(file);
 		file = NULL;
 		if (r < 0) {
-			mg_err_set(err, r, "%s: out of memory", srcs[i].path);
+			r = key_path_fail(err, r, srcs[i].path);
 			goto out;
 		}
 	}
@@ -599,7 +627,7 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 	}
 	r = check_unknown(cfg, &m, m.root, "");
 	if (r < 0) {
-		mg_err_set(err, r, "out of memory");
+		r = key_path_fail(err, r, m.last_path != NULL ? m.last_path : "(config)");
 		goto out;
 	}
 	r = MG_OK;

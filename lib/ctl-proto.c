@@ -316,6 +316,17 @@ static int parse_object(const char *line, size_t len, size_t max, const char *wh
 	if (nul != NULL)
 		return mg_err_set(err, MG_EINPUT, "%s contains a NUL byte at offset %zu", what,
 				  (size_t)(nul - line));
+	/*
+	 * JSON_TOKENER_VALIDATE_UTF8 of json-c 0.16 checks only the shape of a
+	 * sequence: overlong forms, surrogates and code points past U+10FFFF
+	 * get through (found by fuzz_ctl), so check RFC 3629 here.
+	 */
+	for (size_t i = 0, n; i < len; i += n) {
+		n = utf8_len((const unsigned char *)line + i, len - i);
+		if (n == 0)
+			return mg_err_set(err, MG_EINPUT,
+					  "%s: invalid JSON at offset %zu: invalid UTF-8", what, i);
+	}
 	tok = json_tokener_new();
 	if (tok == NULL)
 		return mg_err_set(err, MG_ENOMEM, "%s: out of memory", what);
@@ -545,7 +556,12 @@ int mg_ctl_parse_response(const char *line, size_t len, bool *ret_ok, struct mg_
 				       "response: error without a message string 'error'");
 			goto out;
 		}
-		(void)copy_str(msg, sizeof(msg), v, true);
+		/* copy_str() refuses a NUL byte, which no daemon writes: malformed */
+		if (copy_str(msg, sizeof(msg), v, true) < 0) {
+			r = mg_err_set(err, MG_EINPUT,
+				       "response: error message contains a NUL byte");
+			goto out;
+		}
 		for (char *p = msg; *p != '\0'; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				*p = '?';

@@ -94,8 +94,10 @@ int mg_ctl_format_error(struct mg_buf *out, const char *message);
  *   - ok: returns MG_OK, *ret_ok = true;
  *   - error response: returns MG_EREJECT, *ret_ok = false, and the
  *     daemon's message (control characters masked) is in err->msg.
- * A malformed line, another version or a missing or ill-typed status
- * field is MG_EINPUT (*ret_ok untouched); MG_ENOMEM is possible.  With
+ * A malformed line (bytes that are not UTF-8, or an error message
+ * holding a NUL byte, included), another version or a missing or
+ * ill-typed status field is MG_EINPUT (*ret_ok untouched); MG_ENOMEM is
+ * possible.  With
  * st != NULL, st is zeroed first and an ok response must carry a status,
  * which is parsed into it (a last_error too long for st is cut at a UTF-8
  * character boundary).  Pure.

@@ -155,6 +155,58 @@ static void test_unknown_keys_warn(void **state)
 	mg_config_release(&cfg);
 }
 
+/*
+ * A long unknown key warns like a short one, shown cut.  Key paths and
+ * warnings had a 1024-byte cap, and a longer key failed the parse as "out
+ * of memory" (MG_EINPUT or MG_ENOMEM; fuzz_config checks the return code).
+ */
+static void test_unknown_long_keys(void **state)
+{
+	static const char base[] =
+		"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false, \"signing_key\": \"\"},"
+		" \"database\": {\"event\": {\"name\": \"e\"}}, \"template_dir\": \"/t\","
+		" \"sender\": \"a@b.example\"";
+	char key[2001], text[4096], user[2100], path[3001], want[4096];
+	struct mg_config_src srcs[2];
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	/* "ü" across the cut: the warning must not end in half a character */
+	memcpy(key + 127, "\xc3\xbc", 2);
+	(void)snprintf(text, sizeof(text), "%s, \"%s\": 1}", base, key);
+	assert_int_equal(parse1(&cfg, text, &err), MG_OK);
+	assert_int_equal(cfg.n_warnings, 1);
+	(void)snprintf(want, sizeof(want), "/etc/m.conf: unknown key '%.127s...', ignoring", key);
+	assert_string_equal(cfg.warnings[0], want);
+	mg_config_release(&cfg);
+
+	/* merged one level deep from a second file */
+	(void)snprintf(text, sizeof(text), "%s}", base);
+	(void)snprintf(user, sizeof(user), "{\"openpgp\": {\"%s\": 1}}", key);
+	srcs[0] = (struct mg_config_src){ "/etc/m.conf", text, strlen(text) };
+	srcs[1] = (struct mg_config_src){ "/home/u/m.conf", user, strlen(user) };
+	assert_int_equal(mg_config_parse(&cfg, srcs, 2, &err), MG_OK);
+	assert_int_equal(cfg.n_warnings, 1);
+	(void)snprintf(want, sizeof(want),
+		       "/home/u/m.conf: unknown key 'openpgp.%.120s...', ignoring", key);
+	assert_string_equal(cfg.warnings[0], want);
+	mg_config_release(&cfg);
+
+	/* a long file name */
+	memset(path, 'p', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	(void)snprintf(text, sizeof(text), "%s, \"colour\": 1}", base);
+	srcs[0] = (struct mg_config_src){ path, text, strlen(text) };
+	assert_int_equal(mg_config_parse(&cfg, srcs, 1, &err), MG_OK);
+	assert_int_equal(cfg.n_warnings, 1);
+	(void)snprintf(want, sizeof(want), "%s: unknown key 'colour', ignoring", path);
+	assert_string_equal(cfg.warnings[0], want);
+	mg_config_release(&cfg);
+}
+
 static void test_always_sign_needs_key(void **state)
 {
 	static const char text[] =
@@ -196,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_unknown_keys_warn),
+		cmocka_unit_test(test_unknown_long_keys),
 		cmocka_unit_test(test_always_sign_needs_key),
 		cmocka_unit_test(test_torture),
 	};

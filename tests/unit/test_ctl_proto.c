@@ -124,6 +124,11 @@ static const struct bad_case {
 	{ "{\"v\":1,\"cmd\":\"status\",}", 0, "invalid JSON" },
 	{ "{\"v\":1,\"cmd\":\"stat", 0, "request: invalid JSON: unexpected end of line" },
 	{ "{\"v\":1,\"cmd\":\"st\xff\"}", 0, "invalid JSON" },
+	/* found by fuzz_ctl: json-c lets these through */
+	{ "{\"v\":1,\"cmd\":\"st\xc0\xaf\"}", 0, "invalid JSON at offset 16: invalid UTF-8" },
+	{ "{\"v\":1,\"cmd\":\"\xed\xa0\x80\"}", 0, "invalid JSON at offset 14: invalid UTF-8" },
+	{ "{\"v\":1,\"cmd\":\"\xf4\x90\x80\x80\"}", 0, "invalid UTF-8" },
+	{ "{\"v\":1,\"cmd\":\"\xf5\x80\x80\x80\"}", 0, "invalid UTF-8" },
 	{ "{\"v\":1,/*x*/\"cmd\":\"status\"}", 0, "invalid JSON" },
 	{ "{\"v\":1,\0\"cmd\":\"status\"}", 24, "request contains a NUL byte at offset 7" },
 	{ "{\"v\":1,\"cmd\":\"status\"}\0", 23, "NUL byte at offset 22" },
@@ -412,6 +417,14 @@ static const struct bad_case bad_responses[] = {
 	{ "{\"v\":1,\"ok\":true} {}", 0, "response: garbage after the JSON object at offset 18" },
 	{ "{\"v\":1,\"ok\":true}{}", 0, "response: garbage after the JSON object at offset 17" },
 	{ "42", 0, "response is not a JSON object" },
+	/* a NUL byte in the message: it was read uninitialised (fuzz_ctl) */
+	{ "{\"v\":1,\"ok\":false,\"error\":\"a\\u0000b\"}", 0,
+	  "response: error message contains a NUL byte" },
+	{ "{\"v\":1,\"ok\":false,\"error\":\"\\u0000\"}", 0, "error message contains a NUL byte" },
+	/* found by fuzz_ctl: a status string that its own writer could not send back */
+	{ "{\"v\":1,\"ok\":true,\"status\":{\"state\":\"idle\xf4\xa0\x80\x80\"}}", 0,
+	  "response: invalid JSON at offset 40: invalid UTF-8" },
+	{ "{\"v\":1,\"ok\":false,\"error\":\"\xed\xa0\x80\"}", 0, "invalid UTF-8" },
 };
 
 static void test_response_bad_table(void **state)
