@@ -141,11 +141,13 @@ static void conn_request(struct conn *k, const char *line, size_t len)
 	struct daemon *d = k->c->d;
 	struct mg_ctl_status st;
 	struct mg_err err = { 0 };
+	struct mg_buf text = MG_BUF_INIT(MG_CTL_RESPONSE_MAX / 2);
 	enum mg_ctl_cmd cmd;
 	char msg[MG_ERR_MSG_MAX];
+	int64_t id;
 	int r;
 
-	if (mg_ctl_parse_request(line, len, &cmd, &err) < 0) {
+	if (mg_ctl_parse_request_id(line, len, &cmd, &id, &err) < 0) {
 		mg_log(LOG_DEBUG, NULL, "control: bad request from uid %u: %s", (unsigned)k->uid,
 		       err.msg);
 		conn_error(k, err.msg);
@@ -181,10 +183,27 @@ static void conn_request(struct conn *k, const char *line, size_t len)
 			r = mg_ctl_format_ok(&k->out, NULL);
 		}
 		break;
+	case MG_CTL_FAILED:
+		(void)daemon_list_failed(d, &text);
+		r = mg_ctl_format_ok_message(&k->out, mg_buf_str(&text));
+		break;
+	case MG_CTL_RETRY:
+	case MG_CTL_DROP:
+		mg_log(LOG_INFO, NULL,
+		       "control: %s of failed group %lld requested by uid %u (pid %d)",
+		       mg_ctl_cmd_name(cmd), (long long)id, (unsigned)k->uid, (int)k->pid);
+		msg[0] = '\0';
+		if (daemon_failed_action(d, cmd == MG_CTL_DROP, id, (unsigned)k->uid, msg,
+					 sizeof(msg)) < 0)
+			r = mg_ctl_format_error(&k->out, msg);
+		else
+			r = mg_ctl_format_ok_message(&k->out, msg);
+		break;
 	default:
 		r = mg_ctl_format_error(&k->out, "unknown command");
 		break;
 	}
+	mg_buf_release(&text);
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "control: cannot answer uid %u: %s, closing",
 		       (unsigned)k->uid, r == MG_ENOMEM ? "out of memory" : "answer too large");

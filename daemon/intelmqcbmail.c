@@ -273,9 +273,15 @@ int main(int argc, char **argv)
 	}
 	mg_db_scan_close(conn);
 	st = mg_mailer_stats(mailer);
+	/* the original's summary stays the last line: scripts read it */
+	if (st->deferred + st->failed > 0)
+		(void)printf("%lu groups deferred (retried later), %lu groups failed "
+			     "(not retried until released, see mailgenctl(8)).\n",
+			     st->deferred, st->failed);
 	(void)printf("%s%lu mails sent, %lu postponed, %lu errors.\n",
-		     arg_dry_run ? "Simulation: " : "", st->sent, st->postponed, st->errors);
-	status = st->errors == 0 && !scan_failed ? 0 : 1;
+		     arg_dry_run ? "Simulation: " : "", st->sent, st->postponed,
+		     st->errors + st->deferred + st->failed);
+	status = st->errors + st->deferred + st->failed == 0 && !scan_failed ? 0 : 1;
 out:
 	free_groups(groups, n);
 	mg_mailer_free(mailer);

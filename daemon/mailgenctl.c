@@ -28,25 +28,30 @@
 
 static const char *arg_socket = MG_CTL_DEFAULT_SOCKET;
 static bool arg_json;
+static int64_t arg_id; /* retry, drop: the failed group; 0 for "retry all" */
 static int arg_timeout = DEFAULT_TIMEOUT_SEC;
 
 static const struct command {
 	const char *name;
 	enum mg_ctl_cmd cmd;
-	const char *done; /* printed on success; NULL: print the status */
+	const char *done; /* printed on success; NULL: print the status or message */
+	bool takes_id;	  /* needs a failed group's id (retry also takes "all") */
 } commands[] = {
-	{ "status", MG_CTL_STATUS, NULL },
-	{ "flush", MG_CTL_FLUSH, "mailgend: flush requested" },
-	{ "pause", MG_CTL_PAUSE, "mailgend: paused" },
-	{ "resume", MG_CTL_RESUME, "mailgend: resumed" },
-	{ "reload", MG_CTL_RELOAD, "mailgend: configuration reloaded" },
+	{ "status", MG_CTL_STATUS, NULL, false },
+	{ "flush", MG_CTL_FLUSH, "mailgend: flush requested", false },
+	{ "pause", MG_CTL_PAUSE, "mailgend: paused", false },
+	{ "resume", MG_CTL_RESUME, "mailgend: resumed", false },
+	{ "reload", MG_CTL_RELOAD, "mailgend: configuration reloaded", false },
+	{ "failed", MG_CTL_FAILED, NULL, false },
+	{ "retry", MG_CTL_RETRY, NULL, true },
+	{ "drop", MG_CTL_DROP, NULL, true },
 };
 
 static void usage(FILE *f)
 {
 	(void)fprintf(
 		f,
-		"usage: mailgenctl [-s|--socket PATH] [--json] [-t|--timeout SEC] COMMAND\n"
+		"usage: mailgenctl [-s|--socket PATH] [--json] [-t|--timeout SEC] COMMAND [ID]\n"
 		"\n"
 		"Control the running mailgend.  Commands:\n"
 		"\n"
@@ -57,6 +62,12 @@ static void usage(FILE *f)
 		"  resume    hand new groups to the workers again\n"
 		"  reload    re-read the configuration and templates; on an error the old\n"
 		"            ones stay in force and the error is shown\n"
+		"  failed    list the failed groups (not retried until released) and the\n"
+		"            deferred ones (waiting for their next attempt), with their ids\n"
+		"  retry ID|all\n"
+		"            release failed group ID (or all of them): sent at the next scan\n"
+		"  drop ID   give up on failed group ID: its pending directives are never\n"
+		"            mailed (kept in mailgen_dropped_directives)\n"
 		"\n"
 		"  -s, --socket PATH   control socket (default %s)\n"
 		"      --json          print the daemon's answer as one JSON line\n"
@@ -117,16 +128,40 @@ static int parse_args(int argc, char **argv, const struct command **ret_cmd)
 		usage(stderr);
 		return EX_USAGE;
 	}
-	if (optind + 1 < argc) {
-		(void)fprintf(stderr, "mailgenctl: unexpected argument '%s'\n", argv[optind + 1]);
-		usage(stderr);
-		return EX_USAGE;
-	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(argv[optind], commands[i].name) == 0) {
-			*ret_cmd = &commands[i];
-			return 0;
+		if (strcmp(argv[optind], commands[i].name) != 0)
+			continue;
+		if (commands[i].takes_id && optind + 1 >= argc) {
+			(void)fprintf(stderr, "mailgenctl: %s: give the id of a failed group\n",
+				      commands[i].name);
+			return EX_USAGE;
 		}
+		if (commands[i].takes_id) {
+			const char *id = argv[optind + 1];
+
+			if (commands[i].cmd == MG_CTL_RETRY && strcmp(id, "all") == 0)
+				arg_id = 0;
+			else if (mg_parse_int64(id, 1, INT64_MAX - 1, &v))
+				arg_id = v;
+			else {
+				(void)fprintf(
+					stderr,
+					"mailgenctl: %s: expected the id of a failed group%s, "
+					"got '%s'\n",
+					commands[i].name,
+					commands[i].cmd == MG_CTL_RETRY ? " or 'all'" : "", id);
+				return EX_USAGE;
+			}
+			optind++;
+		}
+		if (optind + 1 < argc) {
+			(void)fprintf(stderr, "mailgenctl: unexpected argument '%s'\n",
+				      argv[optind + 1]);
+			usage(stderr);
+			return EX_USAGE;
+		}
+		*ret_cmd = &commands[i];
+		return 0;
 	}
 	(void)fprintf(stderr, "mailgenctl: unknown command '%s'\n", argv[optind]);
 	usage(stderr);
@@ -286,7 +321,7 @@ static int run(const struct command *cmd)
 		status = -fd;
 		goto out;
 	}
-	if (mg_ctl_format_request(&req, cmd->cmd) < 0) {
+	if (mg_ctl_format_request_id(&req, cmd->cmd, arg_id) < 0) {
 		(void)fprintf(stderr, "mailgenctl: out of memory\n");
 		status = EXIT_FAILED;
 		goto out;
@@ -317,6 +352,12 @@ static int run(const struct command *cmd)
 	if (!arg_json) {
 		if (cmd->done != NULL) {
 			(void)printf("%s\n", cmd->done);
+		} else if (cmd->cmd != MG_CTL_STATUS) {
+			char msg[MG_CTL_RESPONSE_MAX];
+
+			mg_ctl_response_message(resp.data, resp.len, msg, sizeof(msg));
+			(void)printf("%s%s", msg,
+				     msg[0] != '\0' && msg[strlen(msg) - 1] == '\n' ? "" : "\n");
 		} else if (mg_ctl_format_status_text(&text, &st) == MG_OK) {
 			(void)fputs(mg_buf_str(&text), stdout);
 		} else {

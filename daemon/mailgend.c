@@ -53,6 +53,8 @@ struct daemon {
 	int64_t started_at, last_scan;
 	uint64_t pending_groups, pending_directives;
 	uint64_t sent, postponed, failed;
+	struct mg_failed_list failed_groups; /* as of the last scan */
+	bool failed_listed;
 	char last_error[512];
 	char status_line[200];
 };
@@ -267,6 +269,12 @@ static void on_completion(struct completion *c, void *arg)
 			mg_log(LOG_DEBUG, NULL, "scan: %llu groups pending, %llu due",
 			       (unsigned long long)c->groups, (unsigned long long)c->due_groups);
 		}
+		if (c->failed_listed) {
+			mg_failed_list_release(&d->failed_groups);
+			d->failed_groups = c->failed;
+			memset(&c->failed, 0, sizeof(c->failed));
+			d->failed_listed = true;
+		}
 		arm_due(d, c->next_due);
 	} else {
 		d->sent += c->stats.sent;
@@ -277,7 +285,7 @@ static void on_completion(struct completion *c, void *arg)
 						 ? c->stats.directives_sent
 						 : d->pending_directives;
 		d->postponed += c->stats.postponed;
-		d->failed += c->stats.errors;
+		d->failed += c->stats.errors + c->stats.deferred + c->stats.failed;
 		arm_due(d, c->next_due);
 		if (c->error[0] != '\0')
 			(void)snprintf(d->last_error, sizeof(d->last_error), "%s", c->error);
@@ -294,7 +302,7 @@ static void on_completion(struct completion *c, void *arg)
 			d->db_down = false;
 		}
 	}
-	free(c);
+	completion_free(c);
 	update_status(d);
 }
 
@@ -315,9 +323,82 @@ void daemon_get_status(struct daemon *d, struct mg_ctl_status *st)
 	st->sent = d->sent;
 	st->postponed = d->postponed;
 	st->failed = d->failed;
+	st->failed_groups = d->failed_groups.n_failed;
+	st->deferred_groups = d->failed_groups.n_deferred;
 	st->paused = d->paused;
 	st->db_connected = listener_connected(d->listener) && !d->db_down;
 	(void)snprintf(st->last_error, sizeof(st->last_error), "%s", d->last_error);
+}
+
+static void add_utc(struct mg_buf *b, int64_t usec)
+{
+	time_t t = (time_t)(usec / 1000000);
+	char when[32] = "?";
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) != NULL)
+		(void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+	(void)mg_buf_adds(b, when);
+}
+
+int daemon_list_failed(struct daemon *d, struct mg_buf *out)
+{
+	const struct mg_failed_list *l = &d->failed_groups;
+
+	if (!d->failed_listed)
+		return mg_buf_adds(out, "no scan has finished yet; ask again in a moment\n");
+	(void)mg_buf_addf(out, "%zu failed, %zu deferred", l->n_failed, l->n_deferred);
+	if (l->n < l->n_failed + l->n_deferred)
+		(void)mg_buf_addf(out, " (the first %zu listed)", l->n);
+	(void)mg_buf_adds(out, "\n");
+	for (size_t i = 0; i < l->n; i++) {
+		const struct mg_failed_group *f = &l->items[i];
+
+		(void)mg_buf_addf(out, "\n%lld  %s  %s  template %s  %zu directives, %d attempts\n",
+				  (long long)f->id, f->permanent ? "failed" : "deferred",
+				  f->recipient_address, f->template_name, f->n_directives,
+				  f->attempts);
+		(void)mg_buf_adds(out, "    first ");
+		add_utc(out, f->first_failed);
+		(void)mg_buf_adds(out, ", last ");
+		add_utc(out, f->last_failed);
+		if (!f->permanent && f->retry_at != 0) {
+			(void)mg_buf_adds(out, ", retry at ");
+			add_utc(out, f->retry_at);
+		}
+		(void)mg_buf_addf(out, "\n    %.300s\n", f->reason);
+	}
+	return MG_OK;
+}
+
+int daemon_failed_action(struct daemon *d, bool drop, int64_t id, unsigned uid, char *msg,
+			 size_t msg_size)
+{
+	const struct mg_failed_list *l = &d->failed_groups;
+	bool known = false;
+
+	if (drop && id == 0) {
+		(void)snprintf(msg, msg_size, "drop: give the id of a failed group");
+		return MG_EINPUT;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if (l->items[i].id == id)
+			known = true;
+	/* the list of the last scan is complete: an id not in it is unknown */
+	if (id != 0 && d->failed_listed && !known && l->n == l->n_failed + l->n_deferred) {
+		(void)snprintf(msg, msg_size, "no failed group with id %lld", (long long)id);
+		return MG_EINPUT;
+	}
+	if (!pool_request_action(d->pool, drop ? POOL_DROP : POOL_RETRY, id, uid)) {
+		(void)snprintf(msg, msg_size, "too many requests waiting; try again shortly");
+		return MG_ETEMP;
+	}
+	if (id == 0)
+		(void)snprintf(msg, msg_size, "all failed groups are released at the next scan");
+	else
+		(void)snprintf(msg, msg_size, "failed group %lld is %s at the next scan",
+			       (long long)id, drop ? "dropped" : "released for retry");
+	return MG_OK;
 }
 
 void daemon_flush(struct daemon *d)
@@ -495,6 +576,7 @@ static void daemon_release(struct daemon *d)
 		if (evs[i] != NULL)
 			event_free(evs[i]);
 	pool_free(d->pool);
+	mg_failed_list_release(&d->failed_groups);
 	cfg_ref_put(d->cfg);
 	if (d->base != NULL)
 		event_base_free(d->base);

@@ -11,8 +11,18 @@
 #include "pool.h"
 #include "workq.h"
 
+#define ACTIONS_MAX 32
+
+struct action {
+	enum pool_action_kind kind;
+	int64_t id;
+	unsigned uid;
+};
+
 struct pool {
 	pthread_mutex_t lock;
+	struct action actions[ACTIONS_MAX]; /* under lock */
+	size_t n_actions;		    /* under lock */
 	pthread_cond_t cond; /* scan requested, batch finished, thread exited, stop */
 	struct cfg_ref *cfg; /* under lock */
 	struct workq *q;
@@ -99,6 +109,14 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+void completion_free(struct completion *c)
+{
+	if (c == NULL)
+		return;
+	mg_failed_list_release(&c->failed);
+	free(c);
+}
+
 static struct completion *completion_new(int kind)
 {
 	struct completion *c = calloc(1, sizeof(*c));
@@ -139,6 +157,46 @@ static void thread_exit(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Carry out what operators asked for since the last scan. */
+static void run_actions(struct pool *p, PGconn *conn)
+{
+	struct action todo[ACTIONS_MAX];
+	struct mg_err err;
+	size_t n, done;
+	char who[64];
+
+	pthread_mutex_lock(&p->lock);
+	n = p->n_actions;
+	memcpy(todo, p->actions, n * sizeof(todo[0]));
+	p->n_actions = 0;
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		const struct action *a = &todo[i];
+		int r;
+
+		memset(&err, 0, sizeof(err));
+		done = 0;
+		(void)snprintf(who, sizeof(who), "mailgenctl (uid %u)", a->uid);
+		if (a->kind == POOL_RETRY)
+			r = mg_db_failed_retry(conn, a->id, &done, &err);
+		else
+			r = mg_db_failed_drop(conn, a->id, who, &done, &err);
+		if (r < 0)
+			mg_log(LOG_ERR, NULL, "%s of failed group %lld asked by uid %u: %s",
+			       a->kind == POOL_RETRY ? "retry" : "drop", (long long)a->id, a->uid,
+			       err.msg);
+		else if (a->kind == POOL_RETRY)
+			mg_log(LOG_INFO, NULL,
+			       "%zu failed groups released for retry (id %lld, asked by uid %u)",
+			       done, (long long)a->id, a->uid);
+		else
+			mg_log(LOG_WARNING, NULL,
+			       "failed group %lld dropped by uid %u: %zu directives will never be "
+			       "mailed",
+			       (long long)a->id, a->uid, done);
+	}
+}
+
 /*
  * One scan: read the pending groups in chunks, hand the due ones to the
  * workers in batches of one SMTP session, and note when the earliest
@@ -164,6 +222,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
 		goto out;
 	}
+	run_actions(p, *conn);
 	r = mg_db_scan_open(*conn, cfg->additional_directive_where, &err);
 	for (; r == MG_OK;) {
 		r = mg_db_scan_fetch(*conn, per, &groups, &n, &err);
@@ -216,6 +275,13 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
 	}
 	mg_db_scan_close(*conn);
+	if (!mg_db_broken(*conn)) {
+		memset(&err, 0, sizeof(err));
+		if (mg_db_failed_list(*conn, POOL_FAILED_LIST_MAX, &c->failed, &err) == MG_OK)
+			c->failed_listed = true;
+		else
+			mg_log(LOG_ERR, NULL, "listing the failed groups: %s", err.msg);
+	}
 out:
 	cfg_ref_put(ref);
 }
@@ -279,11 +345,13 @@ static void stats_delta(struct mg_mailer_stats *d, const struct mg_mailer_stats 
 	d->sent = after->sent - before->sent;
 	d->postponed = after->postponed - before->postponed;
 	d->errors = after->errors - before->errors;
+	d->deferred = after->deferred - before->deferred;
+	d->failed = after->failed - before->failed;
 	d->skipped = after->skipped - before->skipped;
 	d->directives_sent = after->directives_sent - before->directives_sent;
 	d->next_due = INT64_MAX; /* work_batch() takes the minimum over its calls */
 	(void)snprintf(d->last_error, sizeof(d->last_error), "%s",
-		       d->errors > 0 ? after->last_error : "");
+		       d->errors + d->deferred + d->failed > 0 ? after->last_error : "");
 }
 
 static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct completion *c)
@@ -410,6 +478,24 @@ fail:
 	return NULL;
 }
 
+bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id, unsigned uid)
+{
+	bool ok;
+
+	pthread_mutex_lock(&p->lock);
+	ok = p->n_actions < ACTIONS_MAX;
+	if (ok) {
+		p->actions[p->n_actions].kind = kind;
+		p->actions[p->n_actions].id = id;
+		p->actions[p->n_actions].uid = uid;
+		p->n_actions++;
+		p->scan_requested = true;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
 void pool_request_scan(struct pool *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -516,7 +602,7 @@ void pool_free(struct pool *p)
 		return;
 	for (c = p->done_head; c != NULL; c = next) {
 		next = c->next;
-		free(c);
+		completion_free(c);
 	}
 	if (p->ev_done != NULL)
 		event_free(p->ev_done);

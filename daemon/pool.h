@@ -9,7 +9,11 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "db.h"
 #include "mailer.h"
+
+/* How many failed groups a scan lists for "mailgenctl failed". */
+#define POOL_FAILED_LIST_MAX 50
 
 /*
  * A config shared by the threads: reference-counted, replaced as a whole on
@@ -37,13 +41,28 @@ struct completion {
 	bool smtp_failed;	      /* the SMTP server could not be used */
 	bool db_failed;		      /* the database could not be used */
 	char error[512];	      /* "" or what went wrong */
+	struct mg_failed_list failed; /* DONE_SCAN: failed and deferred groups; owned */
+	bool failed_listed;	      /* DONE_SCAN: failed is filled in */
 	struct completion *next;
 };
 
-/* Called on the main thread for each completion; it must free() it. */
+/* Called on the main thread for each completion; it must completion_free() it. */
 typedef void pool_done_fn(struct completion *c, void *arg);
 
 struct pool;
+
+/* Free a completion and what it owns.  NULL-safe. */
+void completion_free(struct completion *c);
+
+/* What an operator asked to do with a failed group (mailgenctl retry/drop). */
+enum pool_action_kind { POOL_RETRY, POOL_DROP };
+
+/*
+ * Queue an action on failed group id (POOL_RETRY with id 0: all) for the
+ * scanner, which carries it out (and logs it, naming uid) before its next
+ * scan; ask for that scan.  Returns false when too many actions wait.
+ */
+bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id, unsigned uid);
 
 /*
  * Start the scanner and n_workers workers (each with its own database

@@ -70,6 +70,12 @@ static const struct cf_key cf_keys[] = {
 	  1000000 },
 	{ "delivery.recipient_window_seconds", CF_INT, OFF(recipient_window_sec), false, "3600", 1,
 	  31 * 86400 },
+	{ "delivery.group_retry_min_seconds", CF_INT, OFF(group_retry_min_sec), false, "300", 1,
+	  86400 },
+	{ "delivery.group_retry_max_seconds", CF_INT, OFF(group_retry_max_sec), false, "14400", 1,
+	  604800 },
+	{ "delivery.group_give_up_seconds", CF_INT, OFF(group_give_up_sec), false, "432000", 0,
+	  31536000 },
 	{ "daemon.notify_channel", CF_STR, OFF(notify_channel), false, "mailgen", 0, 0 },
 	{ "daemon.debounce_quiet_ms", CF_INT, OFF(debounce_quiet_ms), false, "2000", 0, 3600000 },
 	{ "daemon.debounce_max_ms", CF_INT, OFF(debounce_max_ms), false, "30000", 0, 3600000 },
@@ -607,6 +613,14 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 			err, MG_ECONFIG,
 			"%s: 'openpgp.signing_key': must name a key when always_sign is true",
 			origin_of(&m, "openpgp.signing_key"));
+		goto out;
+	}
+	if (cfg->group_retry_max_sec < cfg->group_retry_min_sec) {
+		r = mg_err_set(err, MG_ECONFIG,
+			       "%s: 'delivery.group_retry_max_seconds': must not be less than "
+			       "'delivery.group_retry_min_seconds' (%d)",
+			       origin_of(&m, "delivery.group_retry_max_seconds"),
+			       cfg->group_retry_min_sec);
 		goto out;
 	}
 	if (cfg->retry_max_sec < cfg->retry_min_sec) {

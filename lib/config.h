@@ -41,6 +41,9 @@ struct mg_config {
 	bool csv_spreadsheet_safe; /* neutralise cells a spreadsheet would run */
 	int recipient_max_mails;   /* per recipient and window; 0: no limit */
 	int recipient_window_sec;
+	int group_retry_min_sec; /* a group's first retry after a temporary failure ... */
+	int group_retry_max_sec; /* ... doubling up to this */
+	int group_give_up_sec;	 /* temporary failures for this long: failed; 0: never */
 	/* daemon.* (ours, mailgend only) */
 	char *notify_channel;	  /* LISTEN channel, as the directives trigger uses */
 	int debounce_quiet_ms;	  /* scan this long after the last notification ... */

@@ -16,6 +16,9 @@ static const char *const cmd_names[] = {
 	[MG_CTL_PAUSE] = "pause",   /* take no new groups */
 	[MG_CTL_RESUME] = "resume", /* take new groups again */
 	[MG_CTL_RELOAD] = "reload", /* re-read config and templates */
+	[MG_CTL_FAILED] = "failed", /* list failed groups */
+	[MG_CTL_RETRY] = "retry",   /* release a failed group */
+	[MG_CTL_DROP] = "drop",	    /* give up on a failed group */
 };
 
 #define N_CMDS (sizeof(cmd_names) / sizeof(cmd_names[0]))
@@ -60,6 +63,8 @@ static const struct field {
 	{ FIELD(sent, F_U64) },
 	{ FIELD(postponed, F_U64) },
 	{ FIELD(failed, F_U64) },
+	{ FIELD(failed_groups, F_U64) },
+	{ FIELD(deferred_groups, F_U64) },
 	{ FIELD(paused, F_BOOL) },
 	{ FIELD(db_connected, F_BOOL) },
 	{ FIELD(last_error, F_STR_OR_NULL) },
@@ -230,13 +235,34 @@ static int commit_line(struct mg_buf *out, struct mg_buf *line, int r)
 	return r;
 }
 
-int mg_ctl_format_request(struct mg_buf *out, enum mg_ctl_cmd cmd)
+int mg_ctl_format_request_id(struct mg_buf *out, enum mg_ctl_cmd cmd, int64_t id)
 {
 	const char *name = mg_ctl_cmd_name(cmd);
 
-	if (name == NULL)
+	if (name == NULL || id < 0)
 		return MG_EINPUT;
-	return mg_buf_addf(out, "{\"v\":%d,\"cmd\":\"%s\"}\n", MG_CTL_VERSION, name);
+	if (id == 0)
+		return mg_buf_addf(out, "{\"v\":%d,\"cmd\":\"%s\"}\n", MG_CTL_VERSION, name);
+	return mg_buf_addf(out, "{\"v\":%d,\"cmd\":\"%s\",\"id\":%" PRId64 "}\n", MG_CTL_VERSION,
+			   name, id);
+}
+
+int mg_ctl_format_request(struct mg_buf *out, enum mg_ctl_cmd cmd)
+{
+	return mg_ctl_format_request_id(out, cmd, 0);
+}
+
+int mg_ctl_format_ok_message(struct mg_buf *out, const char *message)
+{
+	struct mg_buf line = MG_BUF_INIT(out->max);
+	int r;
+
+	r = mg_buf_addf(&line, "{\"v\":%d,\"ok\":true,\"message\":", MG_CTL_VERSION);
+	if (r == MG_OK)
+		r = add_json_str(&line, message != NULL ? message : "");
+	if (r == MG_OK)
+		r = mg_buf_addc(&line, '}');
+	return commit_line(out, &line, r);
 }
 
 int mg_ctl_format_ok(struct mg_buf *out, const struct mg_ctl_status *st)
@@ -392,7 +418,15 @@ static int check_version(struct json_object *obj, const char *what, struct mg_er
 
 int mg_ctl_parse_request(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd, struct mg_err *err)
 {
-	struct json_object *obj = NULL, *cmd;
+	int64_t id;
+
+	return mg_ctl_parse_request_id(line, len, ret_cmd, &id, err);
+}
+
+int mg_ctl_parse_request_id(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd, int64_t *ret_id,
+			    struct mg_err *err)
+{
+	struct json_object *obj = NULL, *cmd, *id;
 	char shown[40];
 	const char *name;
 	size_t name_len;
@@ -407,7 +441,7 @@ int mg_ctl_parse_request(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd,
 	json_object_object_foreach(obj, key, val)
 	{
 		(void)val;
-		if (strcmp(key, "v") != 0 && strcmp(key, "cmd") != 0) {
+		if (strcmp(key, "v") != 0 && strcmp(key, "cmd") != 0 && strcmp(key, "id") != 0) {
 			printable(shown, sizeof(shown), key, strlen(key));
 			r = mg_err_set(err, MG_EINPUT, "request: unknown key '%s'", shown);
 			goto out;
@@ -421,6 +455,16 @@ int mg_ctl_parse_request(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd,
 		r = mg_err_set(err, MG_EINPUT, "request: command 'cmd' is not a string");
 		goto out;
 	}
+	*ret_id = 0;
+	if (json_object_object_get_ex(obj, "id", &id)) {
+		/* json-c coerces silently: insist on a JSON integer in range */
+		if (!json_object_is_type(id, json_type_int) || json_object_get_int64(id) < 0 ||
+		    json_object_get_int64(id) == INT64_MAX) {
+			r = mg_err_set(err, MG_EINPUT, "request: 'id' is not an integer >= 0");
+			goto out;
+		}
+		*ret_id = json_object_get_int64(id);
+	}
 	name = json_object_get_string(cmd);
 	name_len = (size_t)json_object_get_string_len(cmd);
 	for (size_t i = 0; i < N_CMDS; i++) {
@@ -432,9 +476,11 @@ int mg_ctl_parse_request(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd,
 		}
 	}
 	printable(shown, sizeof(shown), name, name_len);
-	r = mg_err_set(err, MG_EINPUT,
-		       "unknown command '%s' (expected status, flush, pause, resume or reload)",
-		       shown);
+	r = mg_err_set(
+		err, MG_EINPUT,
+		"unknown command '%s' (expected status, flush, pause, resume, reload, failed, "
+		"retry or drop)",
+		shown);
 out:
 	json_object_put(obj);
 	return r;
@@ -696,8 +742,10 @@ int mg_ctl_format_status_text(struct mg_buf *out, const struct mg_ctl_status *st
 	if (r == MG_OK)
 		r = mg_buf_addf(&b,
 				"\nsince start:  %" PRIu64 " sent, %" PRIu64 " postponed, %" PRIu64
-				" failed\ndatabase:     %s\nlast error:   ",
-				st->sent, st->postponed, st->failed,
+				" failed\nheld back:    %" PRIu64 " failed, %" PRIu64
+				" deferred groups\ndatabase:     %s\nlast error:   ",
+				st->sent, st->postponed, st->failed, st->failed_groups,
+				st->deferred_groups,
 				st->db_connected ? "connected" : "disconnected");
 	if (r == MG_OK && st->last_error[0] == '\0')
 		r = mg_buf_adds(&b, "none");
@@ -709,4 +757,21 @@ int mg_ctl_format_status_text(struct mg_buf *out, const struct mg_ctl_status *st
 		r = mg_buf_add(out, b.data, b.len);
 	mg_buf_release(&b);
 	return r;
+}
+
+void mg_ctl_response_message(const char *line, size_t len, char *msg, size_t size)
+{
+	struct json_object *obj = NULL, *v;
+	struct mg_err err = { 0 };
+
+	msg[0] = '\0';
+	if (parse_object(line, len, MG_CTL_RESPONSE_MAX, "response", &obj, &err) < 0)
+		return;
+	if (json_object_object_get_ex(obj, "message", &v) &&
+	    json_object_is_type(v, json_type_string) && copy_str(msg, size, v, true) == 0) {
+		for (char *p = msg; *p != '\0'; p++)
+			if (((unsigned char)*p < 0x20 && *p != '\n') || *p == 0x7f)
+				*p = '?';
+	}
+	json_object_put(obj);
 }

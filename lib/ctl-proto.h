@@ -18,13 +18,14 @@
  * refused; a response is at most MG_CTL_RESPONSE_MAX bytes.  Both sides
  * write valid UTF-8 only.
  *
- * Requests are checked strictly (other keys than "v" and "cmd" are
- * refused).  Responses are read leniently: unknown keys are ignored, so a
+ * Requests are checked strictly (other keys than "v", "cmd" and "id", an
+ * integer >= 0 naming a failed group, are refused).  An ok response may
+ * carry a "message" string for people (the answer to failed, retry, drop).  Responses are read leniently: unknown keys are ignored, so a
  * daemon may add status fields without a new protocol version.
  */
 #define MG_CTL_VERSION	    1
 #define MG_CTL_LINE_MAX	    4096
-#define MG_CTL_RESPONSE_MAX 16384
+#define MG_CTL_RESPONSE_MAX 65536
 
 enum mg_ctl_cmd {
 	MG_CTL_STATUS,
@@ -32,6 +33,9 @@ enum mg_ctl_cmd {
 	MG_CTL_PAUSE,
 	MG_CTL_RESUME,
 	MG_CTL_RELOAD,
+	MG_CTL_FAILED, /* list the failed and deferred groups */
+	MG_CTL_RETRY,  /* release failed group "id" (0: all) */
+	MG_CTL_DROP,   /* give up on failed group "id" */
 };
 
 /* The daemon's status as "mailgenctl status" shows it. */
@@ -48,6 +52,8 @@ struct mg_ctl_status {
 	uint64_t sent;		     /* since start */
 	uint64_t postponed;
 	uint64_t failed;
+	uint64_t failed_groups;	  /* in the failed state, as of the last scan */
+	uint64_t deferred_groups; /* waiting for their retry, as of the last scan */
 	bool paused;
 	bool db_connected;
 	char last_error[512]; /* "" when none */
@@ -63,6 +69,9 @@ const char *mg_ctl_cmd_name(enum mg_ctl_cmd cmd);
  */
 int mg_ctl_format_request(struct mg_buf *out, enum mg_ctl_cmd cmd);
 
+/* The same with the group id of retry and drop ("id"; 0 is left out).  Pure. */
+int mg_ctl_format_request_id(struct mg_buf *out, enum mg_ctl_cmd cmd, int64_t id);
+
 /*
  * Parse one request line (without or with its "\n").  Unknown commands,
  * another version, extra garbage or a line over MG_CTL_LINE_MAX are
@@ -71,11 +80,26 @@ int mg_ctl_format_request(struct mg_buf *out, enum mg_ctl_cmd cmd);
 int mg_ctl_parse_request(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd,
 			 struct mg_err *err);
 
+/* The same, also giving the request's "id" (0 when it has none).  Pure. */
+int mg_ctl_parse_request_id(const char *line, size_t len, enum mg_ctl_cmd *ret_cmd, int64_t *ret_id,
+			    struct mg_err *err);
+
+/* Append an ok response line with a message for people.  Errors as below.  Pure. */
+int mg_ctl_format_ok_message(struct mg_buf *out, const char *message);
+
+/*
+ * The "message" of a response line that mg_ctl_parse_response() accepted,
+ * control characters other than newline masked, cut to fit size; "" when
+ * there is none.  Pure.
+ */
+void mg_ctl_response_message(const char *line, size_t len, char *msg, size_t size);
+
 /*
  * Append a response line: ok with status (st may be NULL for a bare ok).
  * The status keys are state, started_at, now, uptime_seconds, workers_busy,
  * workers_total, pending_groups, pending_directives, next_due (null when
- * 0), last_scan (null when 0), sent, postponed, failed, paused,
+ * 0), last_scan (null when 0), sent, postponed, failed, failed_groups,
+ * deferred_groups, paused,
  * db_connected, last_error (null when "").  Strings that are not valid
  * UTF-8 get U+FFFD for each bad byte.  Returns MG_OK, MG_ENOMEM or
  * MG_EINPUT (out->max reached); out is unchanged on error.  Pure.

@@ -135,33 +135,59 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 	bool has_where = additional_where != NULL && additional_where[0] != '\0';
 	int r;
 
-	/* keys of the original's PENDING_DIRECTIVES_QUERY; d3 is its alias too */
+	/*
+	 * The keys of the original's PENDING_DIRECTIVES_QUERY (d3 is its alias
+	 * too), minus the directives an operator dropped and the groups in the
+	 * failed state; plus, per group, whether a mail of it waits in the
+	 * outbox and its deferral after a temporary failure.
+	 */
 	r = mg_buf_addf(
 		&sql,
 		"DECLARE " SCAN_CURSOR " NO SCROLL CURSOR WITH HOLD FOR "
-		"SELECT d.recipient_address, d.template_name, d.notification_format,"
-		" d.event_data_format, d.aggregate_identifier::text,"
-		" array_agg(d.id ORDER BY d.id)::text,"
-		" array_agg(DISTINCT d.events_id ORDER BY d.events_id)::text,"
-		" (extract(epoch FROM max(d.inserted_at)) * 1000000)::bigint,"
-		" extract(epoch FROM max(d.notification_interval))::bigint,"
-		" (SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
-		"    FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"
-		"   WHERE d2.recipient_address = d.recipient_address"
-		"     AND d2.template_name = d.template_name"
-		"     AND d2.notification_format = d.notification_format"
-		"     AND d2.event_data_format = d.event_data_format"
-		"     AND d2.aggregate_identifier = d.aggregate_identifier"
-		"   ORDER BY d2.inserted_at DESC LIMIT 1)"
-		" FROM (SELECT d3.id, d3.events_id, d3.recipient_address, d3.template_name,"
-		"         d3.notification_format, d3.event_data_format, d3.notification_interval,"
-		"         d3.aggregate_identifier, d3.inserted_at"
-		"        FROM directives AS d3 %s"
-		"       WHERE d3.sent_id IS NULL AND d3.medium = 'email'"
-		"         AND d3.endpoint = 'source' %s%s%s) AS d"
-		" GROUP BY d.recipient_address, d.template_name, d.notification_format,"
-		"          d.event_data_format, d.aggregate_identifier"
-		" ORDER BY min(d.id)",
+		"SELECT q.recipient_address, q.template_name, q.notification_format,"
+		" q.event_data_format, q.aggregate_identifier::text, q.ids, q.eids,"
+		" q.inserted_us, q.interval_s, q.last_sent_us,"
+		" EXISTS (SELECT 1 FROM mailgen_outbox AS o"
+		"          WHERE o.recipient_address = q.recipient_address"
+		"            AND o.template_name = q.template_name"
+		"            AND o.notification_format = q.notification_format"
+		"            AND o.event_data_format = q.event_data_format"
+		"            AND o.aggregate_identifier IS NOT DISTINCT FROM q.aggregate_identifier"
+		"            AND o.directive_ids && q.id_arr),"
+		" (extract(epoch FROM f.retry_at) * 1000000)::bigint, f.attempts"
+		" FROM (SELECT d.recipient_address, d.template_name, d.notification_format,"
+		"        d.event_data_format, d.aggregate_identifier,"
+		"        array_agg(d.id ORDER BY d.id)::text AS ids, array_agg(d.id) AS id_arr,"
+		"        array_agg(DISTINCT d.events_id ORDER BY d.events_id)::text AS eids,"
+		"        (extract(epoch FROM max(d.inserted_at)) * 1000000)::bigint AS inserted_us,"
+		"        extract(epoch FROM max(d.notification_interval))::bigint AS interval_s,"
+		"        (SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
+		"           FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"
+		"          WHERE d2.recipient_address = d.recipient_address"
+		"            AND d2.template_name = d.template_name"
+		"            AND d2.notification_format = d.notification_format"
+		"            AND d2.event_data_format = d.event_data_format"
+		"            AND d2.aggregate_identifier = d.aggregate_identifier"
+		"          ORDER BY d2.inserted_at DESC LIMIT 1) AS last_sent_us,"
+		"        min(d.id) AS first_id"
+		"   FROM (SELECT d3.id, d3.events_id, d3.recipient_address, d3.template_name,"
+		"           d3.notification_format, d3.event_data_format, d3.notification_interval,"
+		"           d3.aggregate_identifier, d3.inserted_at"
+		"          FROM directives AS d3 %s"
+		"         WHERE d3.sent_id IS NULL AND d3.medium = 'email'"
+		"           AND d3.endpoint = 'source' %s%s%s"
+		"           AND NOT EXISTS (SELECT 1 FROM mailgen_dropped_directives AS x"
+		"                            WHERE x.directive_id = d3.id)) AS d"
+		"  GROUP BY d.recipient_address, d.template_name, d.notification_format,"
+		"           d.event_data_format, d.aggregate_identifier) AS q"
+		" LEFT JOIN mailgen_failed_groups AS f"
+		"   ON f.recipient_address = q.recipient_address"
+		"  AND f.template_name = q.template_name"
+		"  AND f.notification_format = q.notification_format"
+		"  AND f.event_data_format = q.event_data_format"
+		"  AND coalesce(f.aggregate_identifier, '{}') = coalesce(q.aggregate_identifier, '{}')"
+		" WHERE f.state IS DISTINCT FROM 'failed'"
+		" ORDER BY q.first_id",
 		has_where && strstr(additional_where, "events.") != NULL
 			? "JOIN events ON d3.events_id = events.id"
 			: "",
@@ -234,6 +260,15 @@ static int group_from_row(const PGresult *res, int row, struct mg_group *g, stru
 	g->has_last_sent = !PQgetisnull(res, row, 9) &&
 			   mg_parse_int64(PQgetvalue(res, row, 9), INT64_MIN, INT64_MAX, &v);
 	g->last_sent = g->has_last_sent ? v : 0;
+	g->has_outbox = strcmp(PQgetvalue(res, row, 10), "t") == 0;
+	g->retry_at = !PQgetisnull(res, row, 11) &&
+				      mg_parse_int64(PQgetvalue(res, row, 11), 1, INT64_MAX, &v)
+			      ? v
+			      : 0;
+	g->attempts = !PQgetisnull(res, row, 12) &&
+				      mg_parse_int64(PQgetvalue(res, row, 12), 0, INT32_MAX, &v)
+			      ? (int)v
+			      : 0;
 	return MG_OK;
 fail:
 	mg_group_release(g);
@@ -608,16 +643,46 @@ out:
 	return r;
 }
 
+/* The aggregate identifier as a text[] parameter: NULL when the column is NULL. */
+static const char *agg_param(const struct mg_group *g)
+{
+	return g->aggregate_literal != NULL && g->aggregate_literal[0] != '\0'
+		       ? g->aggregate_literal
+		       : NULL;
+}
+
+/* The five keys of g as $1..$5 of a statement. */
+#define KEYS_MATCH(t)                                                                  \
+	t ".recipient_address = $1 AND " t ".template_name = $2 AND " t                \
+	  ".notification_format = $3 AND " t ".event_data_format = $4 AND coalesce(" t \
+	  ".aggregate_identifier, '{}') = coalesce($5::text[], '{}')"
+
+static void keys_params(const struct mg_group *g, const char **params)
+{
+	params[0] = g->recipient_address;
+	params[1] = g->template_name;
+	params[2] = g->notification_format;
+	params[3] = g->event_data_format;
+	params[4] = agg_param(g);
+}
+
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    struct mg_err *err)
 {
+	/*
+	 * One statement, so one commit: the sent row, the directives, the
+	 * outbox row of the mail and the group's deferral go together.
+	 */
 	static const char sql[] = "WITH s AS (INSERT INTO sent (intelmq_ticket, sent_at)"
-				  "           VALUES ($1, to_timestamp($2::bigint)) RETURNING id) "
-				  "UPDATE directives SET sent_id = (SELECT id FROM s) "
-				  "WHERE id = ANY ($3::bigint[]) AND sent_id IS NULL";
+				  "           VALUES ($6, to_timestamp($7::bigint)) RETURNING id),"
+				  " o AS (DELETE FROM mailgen_outbox WHERE intelmq_ticket = $6),"
+				  " f AS (DELETE FROM mailgen_failed_groups AS f WHERE " KEYS_MATCH(
+					  "f") ") "
+					       "UPDATE directives SET sent_id = (SELECT id FROM s) "
+					       "WHERE id = ANY ($8::bigint[]) AND sent_id IS NULL";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	PGresult *res = NULL;
-	const char *params[3];
+	const char *params[8];
 	char when[32];
 	int r;
 
@@ -628,10 +693,11 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 		goto out;
 	}
 	(void)snprintf(when, sizeof(when), "%lld", (long long)sent_at);
-	params[0] = ticket;
-	params[1] = when;
-	params[2] = mg_buf_str(&ids);
-	res = PQexecParams(conn, sql, 3, NULL, params, NULL, NULL, 0);
+	keys_params(g, params);
+	params[5] = ticket;
+	params[6] = when;
+	params[7] = mg_buf_str(&ids);
+	res = PQexecParams(conn, sql, 8, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		r = mg_err_set(err, db_classify(conn, res),
 			       "ticket %s: recording the sent mail failed: %s", ticket,
@@ -648,5 +714,371 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 out:
 	PQclear(res);
 	mg_buf_release(&ids);
+	return r;
+}
+
+void mg_outbox_mail_release(struct mg_outbox_mail *ob)
+{
+	free(ob->message);
+	free(ob->envelope_from);
+	memset(ob, 0, sizeof(*ob));
+}
+
+int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_outbox_mail *ob,
+		     struct mg_err *err)
+{
+	static const char sql[] =
+		"INSERT INTO mailgen_outbox (recipient_address, template_name,"
+		" notification_format, event_data_format, aggregate_identifier, intelmq_ticket,"
+		" message_id, directive_ids, envelope_from, envelope_to, message)"
+		" VALUES ($1::text, $2, $3, $4, $5::text[], $6, $7, $8::bigint[], $9, ARRAY[$1::text], $10)";
+	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
+	PGresult *res = NULL;
+	const char *params[10];
+	int r;
+
+	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
+	if (r < 0) {
+		r = mg_err_set(err, r, "ticket %s: cannot build the list of %zu directive ids",
+			       ob->ticket, g->n_directives);
+		goto out;
+	}
+	keys_params(g, params);
+	params[5] = ob->ticket;
+	params[6] = ob->message_id;
+	params[7] = mg_buf_str(&ids);
+	params[8] = ob->envelope_from;
+	params[9] = ob->message;
+	res = PQexecParams(conn, sql, 10, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		r = mg_err_set(err, db_classify(conn, res),
+			       "ticket %s: storing the mail in mailgen_outbox failed: %s",
+			       ob->ticket, db_message(conn, res));
+		goto out;
+	}
+	r = MG_OK;
+out:
+	PQclear(res);
+	mg_buf_release(&ids);
+	return r;
+}
+
+int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *ret_ob,
+		      bool *ret_found, bool *ret_more, struct mg_err *err)
+{
+	/*
+	 * The oldest outbox mail covering any claimed directive; its directives
+	 * that are still claimed (a directive deleted meanwhile drops out) and
+	 * their events; and whether more outbox mails of the group wait.
+	 */
+	static const char sql[] =
+		"WITH o AS (UPDATE mailgen_outbox SET attempts = attempts + 1"
+		"            WHERE intelmq_ticket = (SELECT intelmq_ticket FROM mailgen_outbox AS o2"
+		"                                     WHERE " KEYS_MATCH(
+			"o2") ""
+			      "                                       AND o2.directive_ids && $6::bigint[]"
+			      "                                     ORDER BY o2.created_at, o2.intelmq_ticket"
+			      "                                     LIMIT 1)"
+			      "            RETURNING *),"
+			      " ids AS (SELECT unnest(o.directive_ids) AS id FROM o"
+			      "         INTERSECT SELECT unnest($6::bigint[]))"
+			      "SELECT o.intelmq_ticket, o.message_id, o.envelope_from, o.message,"
+			      " (SELECT array_agg(id ORDER BY id) FROM ids)::text,"
+			      " (SELECT array_agg(DISTINCT d.events_id ORDER BY d.events_id)"
+			      "    FROM directives AS d WHERE d.id IN (SELECT id FROM ids))::text,"
+			      " (SELECT count(*) FROM mailgen_outbox AS o3"
+			      "   WHERE " KEYS_MATCH(
+				      "o3") " AND o3.directive_ids && $6::bigint[]) > 1"
+					    " FROM o";
+	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
+	struct mg_outbox_mail ob = { 0 };
+	int64_t *dids = NULL, *eids = NULL;
+	size_t n_dids = 0, n_eids = 0;
+	PGresult *res = NULL;
+	const char *params[6];
+	int r;
+
+	*ret_found = false;
+	*ret_more = false;
+	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
+	if (r < 0) {
+		r = mg_err_set(err, r, "too many directive ids (%zu)", g->n_directives);
+		goto out;
+	}
+	keys_params(g, params);
+	params[5] = mg_buf_str(&ids);
+	res = PQexecParams(conn, sql, 6, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res), "reading mailgen_outbox failed: %s",
+			       db_message(conn, res));
+		goto out;
+	}
+	if (PQntuples(res) == 0) {
+		r = MG_OK;
+		goto out;
+	}
+	if (PQgetisnull(res, 0, 4)) {
+		/* its directives went away (events deleted): nothing to send for them */
+		r = MG_OK;
+		*ret_more = true;
+		goto out;
+	}
+	if (strlen(PQgetvalue(res, 0, 0)) > MG_TICKET_LEN ||
+	    strlen(PQgetvalue(res, 0, 1)) >= sizeof(ob.message_id)) {
+		r = mg_err_set(err, MG_EINPUT, "mailgen_outbox: malformed row for ticket '%.30s'",
+			       PQgetvalue(res, 0, 0));
+		goto out;
+	}
+	memcpy(ob.ticket, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)) + 1);
+	memcpy(ob.message_id, PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)) + 1);
+	ob.envelope_from = mg_strdup(PQgetvalue(res, 0, 2));
+	ob.len = (size_t)PQgetlength(res, 0, 3);
+	ob.message = malloc(ob.len + 1);
+	if (ob.envelope_from == NULL || ob.message == NULL) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(ob.message, PQgetvalue(res, 0, 3), ob.len + 1);
+	r = mg_pgarray_parse_ids(PQgetvalue(res, 0, 4), &dids, &n_dids, err);
+	if (r == MG_OK)
+		r = mg_pgarray_parse_ids(PQgetisnull(res, 0, 5) ? "{}" : PQgetvalue(res, 0, 5),
+					 &eids, &n_eids, err);
+	if (r < 0)
+		goto out;
+	free(g->directive_ids);
+	free(g->event_ids);
+	g->directive_ids = dids;
+	g->n_directives = n_dids;
+	g->event_ids = eids;
+	g->n_events = n_eids;
+	dids = NULL;
+	eids = NULL;
+	*ret_more = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
+	*ret_ob = ob;
+	memset(&ob, 0, sizeof(ob));
+	*ret_found = true;
+	r = MG_OK;
+out:
+	mg_outbox_mail_release(&ob);
+	free(dids);
+	free(eids);
+	PQclear(res);
+	mg_buf_release(&ids);
+	return r;
+}
+
+int mg_db_group_failed(PGconn *conn, const struct mg_group *g, bool permanent, const char *reason,
+		       int64_t retry_delay_sec, int give_up_sec, bool *ret_failed,
+		       int64_t *ret_retry_at, struct mg_err *err)
+{
+	/*
+	 * One row per group key.  A temporary failure defers the group by the
+	 * delay the caller computed from the attempts so far (mg_backoff_sec);
+	 * it becomes 'failed' when it keeps failing for give_up_sec.
+	 */
+	static const char sql[] =
+		"INSERT INTO mailgen_failed_groups AS f (recipient_address, template_name,"
+		" notification_format, event_data_format, aggregate_identifier, state, reason,"
+		" retry_at, directive_ids)"
+		" VALUES ($1, $2, $3, $4, $5::text[],"
+		"  CASE WHEN $6::boolean THEN 'failed' ELSE 'deferred' END, $7,"
+		"  CASE WHEN $6::boolean THEN NULL"
+		"       ELSE clock_timestamp() + $8::bigint * interval '1 second' END,"
+		"  $9::bigint[])"
+		" ON CONFLICT (recipient_address, template_name, notification_format,"
+		"              event_data_format, coalesce(aggregate_identifier, '{}'))"
+		" DO UPDATE SET attempts = f.attempts + 1, reason = EXCLUDED.reason,"
+		"  last_failed_at = clock_timestamp(), directive_ids = EXCLUDED.directive_ids,"
+		"  state = CASE WHEN EXCLUDED.state = 'failed' OR ($10::integer > 0 AND"
+		"               clock_timestamp() - f.first_failed_at >= $10::integer * interval '1 second')"
+		"          THEN 'failed' ELSE 'deferred' END,"
+		"  retry_at = CASE WHEN EXCLUDED.state = 'failed' OR ($10::integer > 0 AND"
+		"               clock_timestamp() - f.first_failed_at >= $10::integer * interval '1 second')"
+		"          THEN NULL ELSE EXCLUDED.retry_at END"
+		" RETURNING state = 'failed', (extract(epoch FROM retry_at) * 1000000)::bigint";
+	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
+	PGresult *res = NULL;
+	const char *params[10];
+	char delay[32], give_up[32];
+	int64_t v;
+	int r;
+
+	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
+	if (r < 0) {
+		r = mg_err_set(err, r, "too many directive ids (%zu)", g->n_directives);
+		goto out;
+	}
+	(void)snprintf(delay, sizeof(delay), "%lld", (long long)retry_delay_sec);
+	(void)snprintf(give_up, sizeof(give_up), "%d", give_up_sec);
+	keys_params(g, params);
+	params[5] = permanent ? "true" : "false";
+	params[6] = reason;
+	params[7] = delay;
+	params[8] = mg_buf_str(&ids);
+	params[9] = give_up;
+	res = PQexecParams(conn, sql, 10, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		r = mg_err_set(err, db_classify(conn, res),
+			       "recording the failure in mailgen_failed_groups failed: %s",
+			       db_message(conn, res));
+		goto out;
+	}
+	*ret_failed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	*ret_retry_at =
+		!PQgetisnull(res, 0, 1) && mg_parse_int64(PQgetvalue(res, 0, 1), 1, INT64_MAX, &v)
+			? v
+			: 0;
+	r = MG_OK;
+out:
+	PQclear(res);
+	mg_buf_release(&ids);
+	return r;
+}
+
+void mg_failed_list_release(struct mg_failed_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].recipient_address);
+		free(l->items[i].template_name);
+		free(l->items[i].reason);
+	}
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
+int mg_db_failed_list(PGconn *conn, size_t max, struct mg_failed_list *ret, struct mg_err *err)
+{
+	static const char sql[] =
+		"SELECT id, state, attempts, recipient_address, template_name, reason,"
+		" (extract(epoch FROM first_failed_at) * 1000000)::bigint,"
+		" (extract(epoch FROM last_failed_at) * 1000000)::bigint,"
+		" (extract(epoch FROM retry_at) * 1000000)::bigint,"
+		" cardinality(directive_ids),"
+		" count(*) FILTER (WHERE state = 'failed') OVER (),"
+		" count(*) FILTER (WHERE state = 'deferred') OVER ()"
+		" FROM mailgen_failed_groups ORDER BY id";
+	struct mg_failed_list l = { 0 };
+	PGresult *res = NULL;
+	int64_t v;
+	int n, r;
+
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res),
+			       "reading mailgen_failed_groups failed: %s", db_message(conn, res));
+		goto out;
+	}
+	n = PQntuples(res);
+	if (n > 0) {
+		l.n_failed =
+			mg_parse_int64(PQgetvalue(res, 0, 10), 0, INT64_MAX, &v) ? (size_t)v : 0;
+		l.n_deferred =
+			mg_parse_int64(PQgetvalue(res, 0, 11), 0, INT64_MAX, &v) ? (size_t)v : 0;
+	}
+	l.items = mg_calloc((size_t)n < max ? (size_t)n : max, sizeof(*l.items));
+	if (l.items == NULL && n > 0 && max > 0) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n && (size_t)i < max; i++) {
+		struct mg_failed_group *f = &l.items[l.n++];
+
+		f->id = mg_parse_int64(PQgetvalue(res, i, 0), 0, INT64_MAX, &v) ? v : 0;
+		f->permanent = strcmp(PQgetvalue(res, i, 1), "failed") == 0;
+		f->attempts = mg_parse_int64(PQgetvalue(res, i, 2), 0, INT32_MAX, &v) ? (int)v : 0;
+		f->recipient_address = mg_strdup(PQgetvalue(res, i, 3));
+		f->template_name = mg_strdup(PQgetvalue(res, i, 4));
+		f->reason = mg_strdup(PQgetvalue(res, i, 5));
+		f->first_failed = mg_parse_int64(PQgetvalue(res, i, 6), 0, INT64_MAX, &v) ? v : 0;
+		f->last_failed = mg_parse_int64(PQgetvalue(res, i, 7), 0, INT64_MAX, &v) ? v : 0;
+		f->retry_at = !PQgetisnull(res, i, 8) && mg_parse_int64(PQgetvalue(res, i, 8), 0,
+									INT64_MAX, &v)
+				      ? v
+				      : 0;
+		f->n_directives =
+			mg_parse_int64(PQgetvalue(res, i, 9), 0, INT64_MAX, &v) ? (size_t)v : 0;
+		if (f->recipient_address == NULL || f->template_name == NULL || f->reason == NULL) {
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	*ret = l;
+	memset(&l, 0, sizeof(l));
+	r = MG_OK;
+out:
+	mg_failed_list_release(&l);
+	PQclear(res);
+	return r;
+}
+
+int mg_db_failed_retry(PGconn *conn, int64_t id, size_t *ret_n, struct mg_err *err)
+{
+	const char *params[1];
+	PGresult *res;
+	char idbuf[32];
+	int r = MG_OK;
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+	params[0] = idbuf;
+	res = PQexecParams(
+		conn, "DELETE FROM mailgen_failed_groups WHERE id = $1::bigint OR $1::bigint = 0",
+		1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		r = mg_err_set(err, db_classify(conn, res), "retry: %s", db_message(conn, res));
+	else
+		*ret_n = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return r;
+}
+
+int mg_db_failed_drop(PGconn *conn, int64_t id, const char *who, size_t *ret_n, struct mg_err *err)
+{
+	/*
+	 * One statement: the failure row goes, its pending directives are
+	 * listed as dropped (so no scan returns them again), and its mails
+	 * waiting in the outbox are deleted (their tickets are never used).
+	 */
+	static const char sql[] =
+		"WITH f AS (DELETE FROM mailgen_failed_groups WHERE id = $1::bigint RETURNING *),"
+		" o AS (DELETE FROM mailgen_outbox AS o USING f"
+		"        WHERE o.recipient_address = f.recipient_address"
+		"          AND o.template_name = f.template_name"
+		"          AND o.notification_format = f.notification_format"
+		"          AND o.event_data_format = f.event_data_format"
+		"          AND o.aggregate_identifier IS NOT DISTINCT FROM f.aggregate_identifier),"
+		" x AS (INSERT INTO mailgen_dropped_directives (directive_id, reason)"
+		"        SELECT d.id, 'dropped by ' || $2 || ' after: ' || f.reason"
+		"          FROM directives AS d, f"
+		"         WHERE d.sent_id IS NULL"
+		"           AND d.recipient_address = f.recipient_address"
+		"           AND d.template_name = f.template_name"
+		"           AND d.notification_format = f.notification_format"
+		"           AND d.event_data_format = f.event_data_format"
+		"           AND coalesce(d.aggregate_identifier, '{}')"
+		"               = coalesce(f.aggregate_identifier, '{}')"
+		"        ON CONFLICT DO NOTHING RETURNING 1)"
+		"SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM x)";
+	const char *params[2];
+	PGresult *res;
+	char idbuf[32];
+	int64_t n_groups = 0, n_dirs = 0;
+	int r = MG_OK;
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+	params[0] = idbuf;
+	params[1] = who;
+	res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res), "drop: %s", db_message(conn, res));
+		goto out;
+	}
+	(void)mg_parse_int64(PQgetvalue(res, 0, 0), 0, INT64_MAX, &n_groups);
+	(void)mg_parse_int64(PQgetvalue(res, 0, 1), 0, INT64_MAX, &n_dirs);
+	if (n_groups == 0)
+		r = mg_err_set(err, MG_EINPUT, "no failed group with id %lld", (long long)id);
+	else
+		*ret_n = (size_t)n_dirs;
+out:
+	PQclear(res);
 	return r;
 }

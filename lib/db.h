@@ -13,6 +13,7 @@
 #include "mg-buf.h"
 #include "mg-err.h"
 #include "table.h"
+#include "ticket.h"
 
 /*
  * Connect with the settings of database.event.* (libpq defaults and PG*
@@ -86,12 +87,93 @@ int mg_db_load_events(PGconn *conn, const struct mg_group *g, const struct mg_co
 
 /*
  * Record a mail the SMTP server accepted: insert the sent row (ticket,
- * sent_at = the Date header) and link every directive of g to it, in one
- * statement, committed when it returns.  Fewer directives still pending
- * than g names is MG_EINPUT (the row is recorded anyway).
+ * sent_at = the Date header), link every directive of g to it, delete the
+ * mail's outbox row and the group's deferral, in one statement, committed
+ * when it returns.  Fewer directives still pending than g names is
+ * MG_EINPUT (the row is recorded anyway).
  */
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    struct mg_err *err);
+
+/*
+ * A mail as stored in mailgen_outbox: built, signed, ticket drawn, not yet
+ * recorded as sent (docs/database.md "The outbox").
+ */
+struct mg_outbox_mail {
+	char ticket[MG_TICKET_LEN + 1];
+	char message_id[320];
+	char *envelope_from; /* owned */
+	char *message;	     /* owned; the exact bytes, CRLF line ends */
+	size_t len;
+};
+
+/* Free what ob owns and zero it.  NULL members are fine. */
+void mg_outbox_mail_release(struct mg_outbox_mail *ob);
+
+/*
+ * Store ob, the mail for the (claimed) group g covering g's directives,
+ * before it is handed to the SMTP server; committed when it returns.
+ */
+int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_outbox_mail *ob,
+		     struct mg_err *err);
+
+/*
+ * Look for a mail of the claimed group g in the outbox (the oldest one that
+ * covers any of g's directives) and count this as an attempt.  When one is
+ * found, *ret_found is true, *ret_ob gets it (release it with
+ * mg_outbox_mail_release) and g's directive and event ids are narrowed to
+ * the ones that mail covers.  *ret_more says that further outbox mails of
+ * the group wait (or a stale one was skipped), so the caller should come
+ * back soon.
+ */
+int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *ret_ob,
+		      bool *ret_found, bool *ret_more, struct mg_err *err);
+
+/*
+ * Record that group g failed: permanently ('failed': not retried until an
+ * operator says so), or temporarily ('deferred': retried retry_delay_sec
+ * from now; 'failed' once it has failed for give_up_sec, unless that is 0).
+ * reason is the one-line error.  *ret_failed says which state the group is
+ * in now, *ret_retry_at (usec, 0: none) when it is retried.
+ */
+int mg_db_group_failed(PGconn *conn, const struct mg_group *g, bool permanent, const char *reason,
+		       int64_t retry_delay_sec, int give_up_sec, bool *ret_failed,
+		       int64_t *ret_retry_at, struct mg_err *err);
+
+/* One row of mailgen_failed_groups, for operators. */
+struct mg_failed_group {
+	int64_t id;
+	bool permanent; /* 'failed'; else 'deferred' */
+	int attempts;
+	char *recipient_address, *template_name, *reason;
+	int64_t first_failed, last_failed, retry_at; /* usec; retry_at 0: none */
+	size_t n_directives;			     /* of the last attempt */
+};
+
+struct mg_failed_list {
+	struct mg_failed_group *items;
+	size_t n;
+	size_t n_failed, n_deferred; /* totals, also beyond the items listed */
+};
+
+void mg_failed_list_release(struct mg_failed_list *l);
+
+/* The first max failed or deferred groups (by id) and the totals. */
+int mg_db_failed_list(PGconn *conn, size_t max, struct mg_failed_list *ret, struct mg_err *err);
+
+/*
+ * Release the failed (or deferred) group id, or every one when id is 0, so
+ * that the next scan sends it.  *ret_n: how many were released.
+ */
+int mg_db_failed_retry(PGconn *conn, int64_t id, size_t *ret_n, struct mg_err *err);
+
+/*
+ * Give up on failed group id: its pending directives are never mailed
+ * (listed in mailgen_dropped_directives with who and the reason), its
+ * outbox mails are deleted.  *ret_n: how many directives were dropped.
+ * An unknown id is MG_EINPUT.
+ */
+int mg_db_failed_drop(PGconn *conn, int64_t id, const char *who, size_t *ret_n, struct mg_err *err);
 
 /*
  * A libpq notice processor that logs notices and warnings as one mg_log

@@ -248,11 +248,11 @@ const char *mg_group_agg(const struct mg_group *g, const char *key)
 	return NULL;
 }
 
-int64_t mg_group_due_at(const struct mg_group *g)
+static int64_t interval_due_at(const struct mg_group *g)
 {
 	int64_t interval_usec;
 
-	if (!g->has_last_sent)
+	if (!g->has_last_sent || g->has_outbox)
 		return INT64_MIN;
 	if (g->interval_sec > INT64_MAX / 1000000 - 1)
 		return INT64_MAX;
@@ -261,6 +261,13 @@ int64_t mg_group_due_at(const struct mg_group *g)
 		return INT64_MAX;
 	/* exceeded means last_sent + interval < now, so due one tick later */
 	return g->last_sent + interval_usec + 1;
+}
+
+int64_t mg_group_due_at(const struct mg_group *g)
+{
+	int64_t due = interval_due_at(g);
+
+	return g->retry_at != 0 && g->retry_at > due ? g->retry_at : due;
 }
 
 bool mg_group_is_due(const struct mg_group *g, int64_t now)

@@ -36,6 +36,15 @@ struct mg_group {
 	int64_t interval_sec; /* longest notification_interval */
 	int64_t last_sent;    /* last mail for the same keys */
 	bool has_last_sent;
+	/*
+	 * From mailgen-c's own tables (sql/notifications.sql): a mail of the
+	 * group is waiting in mailgen_outbox (sent again as it is, whatever
+	 * the interval says), and the group's deferral after a temporary
+	 * failure (retry_at in usec, 0: none; attempts so far).
+	 */
+	bool has_outbox;
+	int64_t retry_at;
+	int attempts;
 };
 
 /* Free what the group owns and zero it.  NULL-safe.  Pure. */
@@ -67,8 +76,10 @@ const char *mg_group_agg(const struct mg_group *g, const char *key);
 /*
  * When the group may be sent, by the interval rule of the original's
  * notification_interval_exceeded(): it is due when no mail for its keys
- * was sent yet, or when last_sent + interval < now.  Returns the moment it
- * becomes due (<= now: due now).  Pure.
+ * was sent yet, or when last_sent + interval < now.  A group with a mail
+ * in the outbox is due at once (that mail was due when it was built); a
+ * deferred group not before its retry_at.  Returns the moment it becomes
+ * due (<= now: due now).  Pure.
  */
 int64_t mg_group_due_at(const struct mg_group *g);
 

@@ -21,10 +21,10 @@
 #include "table.h"
 #include "template.h"
 #include "ticket.h"
+#include "timing.h"
 #include "util.h"
 
 #define TEMPLATE_MAX_BYTES (1024 * 1024)
-#define SPARE_TICKETS_MAX  64
 #define LOG_IDS_MAX	   50 /* ids written into one log line */
 #define MEMO_SLOTS	   512
 #define MEMO_QUIET_USEC	   (3600LL * 1000000) /* repeats of a failure logged once an hour */
@@ -33,10 +33,13 @@
 struct job {
 	struct mg_group *group; /* borrowed from the caller */
 	char ticket[MG_TICKET_LEN + 1];
-	bool ticket_drawn; /* from the sequence (not a dry-run stand-in) */
+	char message_id[320];
 	int64_t date;
 	char *message;
 	size_t len;
+	const char *from;  /* envelope sender */
+	char *outbox_from; /* owned: the envelope sender of a mail from the outbox */
+	bool from_outbox;  /* built earlier, sent again as it was */
 	const char *rcpts[1];
 	struct mg_smtp_msg smtp;
 	struct mg_buf dids, eids; /* for log lines */
@@ -59,13 +62,6 @@ struct mg_mailer {
 	bool dry_run;
 	char *sender_display;
 	char *sender_addr;
-	/*
-	 * Tickets drawn for mails that then failed: used for the next mails, so
-	 * that retries do not burn a ticket each (the date part is then the day
-	 * it was drawn).  What is left at the end is burned.
-	 */
-	char spare[SPARE_TICKETS_MAX][MG_TICKET_LEN + 1];
-	size_t n_spare;
 	struct mg_mailer_stats stats;
 	bool db_broken;
 	struct memo memo[MEMO_SLOTS];
@@ -80,8 +76,6 @@ void mg_mailer_free(struct mg_mailer *m)
 {
 	if (m == NULL)
 		return;
-	if (m->n_spare > 0)
-		mg_log(LOG_DEBUG, NULL, "%zu drawn ticket numbers were not used", m->n_spare);
 	mg_sign_free(m->signer);
 	free(m->sender_display);
 	free(m->sender_addr);
@@ -123,6 +117,7 @@ fail:
 static void job_release(struct job *j)
 {
 	free(j->message);
+	free(j->outbox_from);
 	mg_buf_release(&j->dids);
 	mg_buf_release(&j->eids);
 }
@@ -322,27 +317,10 @@ static int take_ticket(struct mg_mailer *m, struct job *j, struct mg_err *err)
 			return mg_err_set(err, MG_ESYS, "cannot format the date");
 		return MG_OK;
 	}
-	if (m->n_spare > 0) {
-		memcpy(j->ticket, m->spare[--m->n_spare], sizeof(j->ticket));
-		j->ticket_drawn = true;
-		return MG_OK;
-	}
 	r = mg_db_new_ticket(m->conn, j->ticket, err);
-	if (r < 0) {
+	if (r < 0)
 		j->ticket[0] = '\0';
-		return r;
-	}
-	j->ticket_drawn = true;
-	return MG_OK;
-}
-
-static void give_back_ticket(struct mg_mailer *m, struct job *j)
-{
-	if (!j->ticket_drawn)
-		return;
-	if (m->n_spare < SPARE_TICKETS_MAX)
-		memcpy(m->spare[m->n_spare++], j->ticket, sizeof(j->ticket));
-	j->ticket_drawn = false;
+	return r;
 }
 
 /* Render, build and sign the mail of a claimed, due group. */
@@ -399,6 +377,7 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	}
 	(void)snprintf(msgid, sizeof(msgid), "<%s.%s@%s>", j->ticket, token,
 		       mg_addr_domain(m->sender_addr));
+	(void)snprintf(j->message_id, sizeof(j->message_id), "%s", msgid);
 	j->date = (int64_t)time(NULL);
 	mail.from_display = m->sender_display;
 	mail.from_addr = m->sender_addr;
@@ -485,6 +464,55 @@ static bool recipient_over_limit(struct mg_mailer *m, struct job *j, struct job 
 	return true;
 }
 
+/*
+ * Put a group that failed into mailgen_failed_groups: permanently (not
+ * retried until an operator says so), or deferred with the group's own
+ * back-off.  Logs one line (ERROR, at most once an hour for the same
+ * failure) saying which.
+ */
+static void record_failure(struct mg_mailer *m, struct job *j, bool permanent, const char *what,
+			   const char *reason)
+{
+	const struct mg_config *cfg = m->cfg;
+	int64_t delay = (int64_t)mg_backoff_sec((unsigned)j->group->attempts + 1,
+						(uint64_t)cfg->group_retry_min_sec,
+						(uint64_t)cfg->group_retry_max_sec);
+	struct mg_err err = { 0 };
+	int64_t retry_at = 0;
+	bool failed = permanent;
+	char when[32] = "";
+	time_t t;
+	struct tm tm;
+
+	if (m->dry_run) {
+		m->stats.errors++;
+		log_failure(m, j, "%s: %s", what, reason);
+		return;
+	}
+	if (mg_db_group_failed(m->conn, j->group, permanent, reason, delay, cfg->group_give_up_sec,
+			       &failed, &retry_at, &err) < 0) {
+		m->stats.errors++;
+		log_failure(m, j, "%s, will retry: %s (and %s)", what, reason, err.msg);
+		return;
+	}
+	if (failed) {
+		m->stats.failed++;
+		log_failure(m, j,
+			    "%s, group failed (not retried until 'mailgenctl retry'; %d attempts): "
+			    "%s",
+			    what, j->group->attempts + 1, reason);
+		return;
+	}
+	m->stats.deferred++;
+	if (retry_at < m->stats.next_due)
+		m->stats.next_due = retry_at;
+	t = (time_t)(retry_at / 1000000);
+	if (gmtime_r(&t, &tm) != NULL)
+		(void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	log_failure(m, j, "%s, will retry at %s (attempt %d): %s", what, when,
+		    j->group->attempts + 1, reason);
+}
+
 /* Called by the SMTP layer as soon as a mail's fate is known. */
 static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 {
@@ -492,15 +520,23 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 	struct job *j = msg->arg;
 	struct mg_log_ctx ctx = job_log_ctx(j);
 	struct mg_err err = { 0 };
+	char what[300];
 	int r;
 
 	if (msg->result != MG_OK) {
+		(void)snprintf(what, sizeof(what), "mail to '%.200s' not sent (%s)",
+			       j->group->recipient_address, mg_rc_name(msg->result));
+		if (msg->about_message) {
+			/* the server's word about this mail: the group's own failure */
+			record_failure(m, j, msg->result == MG_EREJECT, what, msg->err.msg);
+			return;
+		}
+		/*
+		 * The connection or the server as a whole: the mail stays in the
+		 * outbox and goes out, the same, when the server is back.
+		 */
 		m->stats.errors++;
-		log_failure(m, j, "mail to '%s' not sent (%s), will retry: %s",
-			    j->group->recipient_address, mg_rc_name(msg->result), msg->err.msg);
-		/* a mail the server may have taken keeps its ticket out of reuse */
-		if (!msg->maybe_delivered)
-			give_back_ticket(m, j);
+		log_failure(m, j, "%s, will retry: %s", what, msg->err.msg);
 		return;
 	}
 	r = mg_db_mark_sent(m->conn, j->group, j->ticket, j->date, &err);
@@ -516,14 +552,59 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 		}
 		mg_log(LOG_ERR, &ctx,
 		       "mail to '%s' was accepted by the SMTP server but recording it failed, "
-		       "so it may be sent again: %s",
+		       "so it will be sent again with the same ticket and Message-Id: %s",
 		       j->group->recipient_address, err.msg);
 		return;
 	}
 	m->stats.sent++;
 	m->stats.directives_sent += j->group->n_directives;
-	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events)",
-	       j->group->recipient_address, j->ticket, j->group->n_events);
+	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events%s)",
+	       j->group->recipient_address, j->ticket, j->group->n_events,
+	       j->from_outbox ? ", sent again from the outbox" : "");
+}
+
+/*
+ * A claimed group with a mail in the outbox: that mail is sent again as it
+ * is (same ticket, Message-Id, signature), covering the directives it was
+ * built for.  Returns MG_OK with *ret_found false when there is none.
+ */
+static int take_from_outbox(struct mg_mailer *m, struct job *j, bool *ret_found, struct mg_err *err)
+{
+	struct mg_outbox_mail ob = { 0 };
+	bool more = false;
+	int r;
+
+	r = mg_db_outbox_take(m->conn, j->group, &ob, ret_found, &more, err);
+	if (r < 0 || !*ret_found)
+		goto out;
+	if (more)
+		m->stats.next_due = INT64_MIN; /* come back at once for the others */
+	memcpy(j->ticket, ob.ticket, sizeof(j->ticket));
+	memcpy(j->message_id, ob.message_id, sizeof(j->message_id));
+	j->message = ob.message;
+	j->len = ob.len;
+	j->outbox_from = ob.envelope_from;
+	j->from = j->outbox_from;
+	j->from_outbox = true;
+	j->date = (int64_t)time(NULL);
+	ob.message = NULL;
+	ob.envelope_from = NULL;
+out:
+	mg_outbox_mail_release(&ob);
+	return r;
+}
+
+/* Keep a built mail in the outbox before it goes to the SMTP server. */
+static int put_in_outbox(struct mg_mailer *m, struct job *j, struct mg_err *err)
+{
+	struct mg_outbox_mail ob = { 0 };
+
+	memcpy(ob.ticket, j->ticket, sizeof(ob.ticket));
+	memcpy(ob.message_id, j->message_id, sizeof(ob.message_id));
+	ob.envelope_from = m->sender_addr;
+	ob.message = j->message;
+	ob.len = j->len;
+	return mg_db_outbox_put(m->conn, j->group, &ob, err);
 }
 
 int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
@@ -593,6 +674,42 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 			       (long long)j->group->interval_sec);
 			continue;
 		}
+		if (!m->dry_run) {
+			bool found = false;
+
+			r = take_from_outbox(m, j, &found, &err);
+			job_describe(j);
+			ctx = job_log_ctx(j);
+			if (r < 0) {
+				m->stats.errors++;
+				log_failure(m, j, "group for '%s' failed, will retry: %s",
+					    j->group->recipient_address, err.msg);
+				if (mg_db_broken(m->conn)) {
+					m->db_broken = true;
+					r = MG_ETEMP;
+					goto out;
+				}
+				continue;
+			}
+			if (found)
+				goto queue;
+			if (j->group->has_outbox) {
+				/* the outbox mail went meanwhile: the interval rule again */
+				j->group->has_outbox = false;
+				if (!mg_group_is_due(j->group, now)) {
+					m->stats.postponed++;
+					if (mg_group_due_at(j->group) < m->stats.next_due)
+						m->stats.next_due = mg_group_due_at(j->group);
+					continue;
+				}
+			}
+		} else if (j->group->has_outbox) {
+			m->stats.sent++;
+			mg_log(LOG_INFO, &ctx,
+			       "dry run: a mail to '%s' waits in the outbox and would be sent again",
+			       j->group->recipient_address);
+			continue;
+		}
 		if (m->cfg->recipient_max_mails > 0 &&
 		    recipient_over_limit(m, j, queued, n_queued, now)) {
 			m->stats.postponed++;
@@ -600,11 +717,19 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		}
 		r = build_mail(m, j, &err);
 		ctx = job_log_ctx(j);
+		if (r == MG_EINPUT) {
+			char what[300];
+
+			/* bad data or a bad template: retrying the same will not help */
+			(void)snprintf(what, sizeof(what), "group for '%.200s' cannot be mailed",
+				       j->group->recipient_address);
+			record_failure(m, j, true, what, err.msg);
+			continue;
+		}
 		if (r < 0) {
 			m->stats.errors++;
-			give_back_ticket(m, j);
-			log_failure(m, j, "group for '%s' failed: %s", j->group->recipient_address,
-				    err.msg);
+			log_failure(m, j, "group for '%s' failed, will retry: %s",
+				    j->group->recipient_address, err.msg);
 			if (mg_db_broken(m->conn)) {
 				m->db_broken = true;
 				r = MG_ETEMP;
@@ -619,8 +744,22 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 			       j->group->recipient_address, j->len, j->group->n_events);
 			continue;
 		}
+		j->from = m->sender_addr;
+		r = put_in_outbox(m, j, &err);
+		if (r < 0) {
+			m->stats.errors++;
+			log_failure(m, j, "group for '%s' failed, will retry: %s",
+				    j->group->recipient_address, err.msg);
+			if (mg_db_broken(m->conn)) {
+				m->db_broken = true;
+				r = MG_ETEMP;
+				goto out;
+			}
+			continue;
+		}
+queue:
 		j->rcpts[0] = j->group->recipient_address;
-		msgs[n_queued].from = m->sender_addr;
+		msgs[n_queued].from = j->from;
 		msgs[n_queued].rcpts = j->rcpts;
 		msgs[n_queued].n_rcpts = 1;
 		msgs[n_queued].data = j->message;

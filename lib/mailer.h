@@ -14,10 +14,12 @@
 
 /* What happened to the groups handed to a mailer so far. */
 struct mg_mailer_stats {
-	unsigned long sent;	       /* accepted by the SMTP server (would be, in a dry run) */
-	unsigned long postponed;       /* not due yet */
-	unsigned long errors;	       /* failed; the group stays pending */
-	unsigned long skipped;	       /* another process had it, or it was sent meanwhile */
+	unsigned long sent;	 /* accepted by the SMTP server (would be, in a dry run) */
+	unsigned long postponed; /* not due yet */
+	unsigned long errors;	 /* failed; the group stays pending, retried at the next scan */
+	unsigned long deferred;	 /* failed temporarily: retried after the group's back-off */
+	unsigned long failed;	 /* failed permanently: not retried until an operator says so */
+	unsigned long skipped;	 /* another process had it, or it was sent meanwhile */
 	unsigned long directives_sent; /* directives of the mails sent */
 	/*
 	 * Earliest moment a group postponed by the last mg_mailer_process()
@@ -46,10 +48,14 @@ void mg_mailer_free(struct mg_mailer *m);
 /*
  * Process groups[0..n) (at most delivery.mails_per_session of them): claim
  * each, postpone it if it is not due, otherwise render, sign and queue its
- * mail; then hand every queued mail to the SMTP server over one
- * connection, and record each accepted mail in the database before the
- * next one is sent.  Every failure is logged once with the group's
- * directive and event ids, and its group stays pending.
+ * mail and store it in the outbox (a group whose mail is in the outbox
+ * already gets that mail again, as it was); then hand every queued mail to
+ * the SMTP server over one connection, and record each accepted mail in the
+ * database before the next one is sent.  Every failure is logged once with
+ * the group's directive and event ids.  A group the server refuses (5xx),
+ * or whose mail cannot be built from its data, is put into the failed
+ * state; one the server defers (4xx) is retried after its own back-off;
+ * after connection trouble it simply stays pending.
  *
  * Returns MG_OK, or MG_ETEMP when the SMTP server could not be reached or
  * the database connection broke (the caller should stop for now: the

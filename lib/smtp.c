@@ -172,6 +172,7 @@ static int classify(smtp_message_t message, struct mg_smtp_msg *m)
 	(void)smtp_enumerate_recipients(message, rcpt_cb, &w);
 	if (w.n_ok == 0 || w.n_ok < (int)m->n_rcpts) {
 		c = w.n_temp > 0 ? MG_ETEMP : MG_EREJECT;
+		m->about_message = w.code != 0; /* 0: never asked (connection trouble) */
 		return mg_err_set(&m->err, c, "RCPT TO <%s> refused: %d %s",
 				  w.mailbox != NULL ? w.mailbox : "?", w.code,
 				  w.text != NULL ? w.text : "");
@@ -184,9 +185,11 @@ static int classify(smtp_message_t message, struct mg_smtp_msg *m)
 				  "the connection ended before the server confirmed the mail; it "
 				  "may have been delivered");
 	}
-	if (status_class(code) != MG_OK)
+	if (status_class(code) != MG_OK) {
+		m->about_message = true;
 		return mg_err_set(&m->err, status_class(code), "message refused: %d %s", code,
 				  status_text(st));
+	}
 	return MG_OK;
 }
 
@@ -227,6 +230,7 @@ int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t 
 	for (size_t i = 0; i < n; i++) {
 		msgs[i].done = false;
 		msgs[i].maybe_delivered = false;
+		msgs[i].about_message = false;
 		msgs[i].result = MG_ETEMP;
 		memset(&msgs[i].err, 0, sizeof(msgs[i].err));
 	}

@@ -31,6 +31,12 @@ struct mg_smtp_msg {
 	int result;
 	bool done;
 	bool maybe_delivered; /* result is MG_ETEMP but the server may have it */
+	/*
+	 * The result is the server's answer about this mail (a recipient or
+	 * its data refused), not trouble with the connection or the sender
+	 * that would hit any mail alike.
+	 */
+	bool about_message;
 	struct mg_err err;
 };
 

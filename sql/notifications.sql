@@ -19,6 +19,9 @@
 --   functions json_object_as_text_array, insert_directive,
 --             directives_from_extra, events_insert_directives_for_row
 --   trigger   events_insert_directive_trigger AFTER INSERT ON events
+--   mailgen-c tables mailgen_outbox, mailgen_failed_groups,
+--             mailgen_dropped_directives, and trigger
+--             directives_notify_mailgen_trigger
 --
 -- The file is safe to run more than once and on a database that has the
 -- original intelmq-mailgen schema: existing roles, types, tables, indexes
@@ -412,5 +415,74 @@ AFTER INSERT ON directives
 FOR EACH STATEMENT
 EXECUTE PROCEDURE directives_notify_mailgen();
 
+
+
+-- ------------------------------------------------------- mailgen-c tables
+-- Tables of our own (DESIGN.md: new tables, never new columns on the
+-- original's).  They are only written by mailgen-c; see docs/database.md.
+
+-- Mails built and signed but not yet recorded in "sent".  A row is written
+-- before the mail is handed to the SMTP server and deleted in the statement
+-- that records it, so after a crash (or a temporary failure) the group is
+-- sent again with the very same bytes: same ticket number, Message-Id and
+-- signature.  The keys are the group's; directive_ids those the mail covers.
+CREATE TABLE IF NOT EXISTS mailgen_outbox (
+    intelmq_ticket VARCHAR(18) PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    recipient_address TEXT NOT NULL,
+    template_name TEXT NOT NULL,
+    notification_format TEXT NOT NULL,
+    event_data_format TEXT NOT NULL,
+    aggregate_identifier TEXT[][],
+    directive_ids BIGINT[] NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT[] NOT NULL,
+    message TEXT NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+ALTER TABLE mailgen_outbox OWNER TO eventdb_owner;
+CREATE INDEX IF NOT EXISTS mailgen_outbox_group_idx
+    ON mailgen_outbox (recipient_address, template_name, notification_format,
+                       event_data_format);
+GRANT SELECT, INSERT, UPDATE, DELETE ON mailgen_outbox TO eventdb_send_notifications;
+
+-- Groups that failed: 'deferred' (a temporary failure; retried from
+-- retry_at on, with a growing delay) or 'failed' (a permanent failure; not
+-- retried until an operator says so with "mailgenctl retry").  One row per
+-- group key; new directives of a failed group wait with it.
+CREATE TABLE IF NOT EXISTS mailgen_failed_groups (
+    id BIGSERIAL PRIMARY KEY,
+    recipient_address TEXT NOT NULL,
+    template_name TEXT NOT NULL,
+    notification_format TEXT NOT NULL,
+    event_data_format TEXT NOT NULL,
+    aggregate_identifier TEXT[][],
+    state VARCHAR(10) NOT NULL CHECK (state IN ('deferred', 'failed')),
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    first_failed_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    last_failed_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    retry_at TIMESTAMP WITH TIME ZONE,
+    directive_ids BIGINT[] NOT NULL
+);
+ALTER TABLE mailgen_failed_groups OWNER TO eventdb_owner;
+CREATE UNIQUE INDEX IF NOT EXISTS mailgen_failed_groups_key_idx
+    ON mailgen_failed_groups (recipient_address, template_name, notification_format,
+                              event_data_format, coalesce(aggregate_identifier, '{}'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON mailgen_failed_groups
+   TO eventdb_send_notifications;
+GRANT USAGE ON mailgen_failed_groups_id_seq TO eventdb_send_notifications;
+
+-- Directives an operator gave up on ("mailgenctl drop"): never mailed.
+-- directives.sent_id stays NULL (no mail was sent); tools that count
+-- pending directives should leave these out.
+CREATE TABLE IF NOT EXISTS mailgen_dropped_directives (
+    directive_id BIGINT PRIMARY KEY REFERENCES directives(id) ON DELETE CASCADE,
+    dropped_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    reason TEXT NOT NULL
+);
+ALTER TABLE mailgen_dropped_directives OWNER TO eventdb_owner;
+GRANT SELECT, INSERT, DELETE ON mailgen_dropped_directives TO eventdb_send_notifications;
 
 COMMIT;

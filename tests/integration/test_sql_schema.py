@@ -44,7 +44,8 @@ SNAPSHOT_QUERIES = {
     "relations": """
         SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner), c.relacl::text
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = 'public' ORDER BY c.relname""",
+         WHERE n.nspname = 'public' AND c.relname NOT LIKE 'mailgen\_%'  -- ours, added
+         ORDER BY c.relname""",
     "columns": """
         SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                pg_get_expr(d.adbin, d.adrelid)
@@ -52,12 +53,17 @@ SNAPSHOT_QUERIES = {
           JOIN pg_namespace n ON n.oid = c.relnamespace
           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0
-           AND NOT a.attisdropped
+           AND NOT a.attisdropped AND c.relname NOT LIKE 'mailgen\_%'  -- ours, added
          ORDER BY c.relname, a.attnum""",
-    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+    "indexes": """
+        SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+           AND tablename NOT LIKE 'mailgen\_%'  -- ours, added
+         ORDER BY 1""",
     "constraints": """
         SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
-          FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+          FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+           AND conrelid::regclass::text NOT LIKE 'mailgen\_%'  -- ours, added
+         ORDER BY 1, 2""",
     "triggers": """
         SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
            AND tgname <> 'directives_notify_mailgen_trigger'  -- ours, added
@@ -71,7 +77,9 @@ SNAPSHOT_QUERIES = {
          ORDER BY 1""",
     "sequences": """
         SELECT sequencename, sequenceowner, min_value, max_value, increment_by, last_value
-          FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1""",
+          FROM pg_sequences WHERE schemaname = 'public'
+           AND sequencename NOT LIKE 'mailgen\_%'  -- ours, added
+         ORDER BY 1""",
     "types": """
         SELECT t.typname, e.enumlabel FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
          ORDER BY t.typname, e.enumsortorder""",
@@ -561,6 +569,38 @@ class RoleGrants(unittest.TestCase):
         # A ticket number is unique forever.
         r = self.as_role(m, "INSERT INTO sent (intelmq_ticket) VALUES ('20261126-10000001');")
         self.assertIn("duplicate key", r.stderr)
+
+    def test_mailgen_role_uses_outbox_and_failure_tables(self):
+        """mailgen-c's own tables work for a member of eventdb_send_notifications."""
+        eid = self.pg.insert_event(self.db, [make_directive(recipient_address="ob@example.org")])
+        did = self.pg.scalar(self.db, "SELECT id FROM directives WHERE events_id = %d" % eid)
+        out = self.pg.psql(self.db, """
+            INSERT INTO mailgen_outbox (intelmq_ticket, message_id, recipient_address,
+                template_name, notification_format, event_data_format, directive_ids,
+                envelope_from, envelope_to, message)
+              VALUES ('20261126-10000009', '<x@example.org>', 'ob@example.org', 't', 'n',
+                      'e', ARRAY[%(d)s]::bigint[], 'c@example.org', ARRAY['ob@example.org'],
+                      'Subject: x');
+            INSERT INTO mailgen_failed_groups (recipient_address, template_name,
+                notification_format, event_data_format, state, reason, directive_ids)
+              VALUES ('ob@example.org', 't', 'n', 'e', 'failed', 'r', ARRAY[%(d)s]::bigint[])
+              RETURNING id;
+            INSERT INTO mailgen_dropped_directives (directive_id, reason) VALUES (%(d)s, 'r');
+            DELETE FROM mailgen_dropped_directives;
+            DELETE FROM mailgen_failed_groups;
+            DELETE FROM mailgen_outbox RETURNING intelmq_ticket;""" % {"d": did},
+                           user=self.mailgen)
+        self.assertIn("20261126-10000009", out)
+        # one failure row per group key, NULL aggregate identifiers included
+        r = self.as_role(self.mailgen, """
+            INSERT INTO mailgen_failed_groups (recipient_address, template_name,
+                notification_format, event_data_format, state, reason, directive_ids)
+              VALUES ('a', 't', 'n', 'e', 'failed', 'r', '{}'), ('a', 't', 'n', 'e', 'failed',
+                      'r', '{}');""")
+        self.assertIn("duplicate key", r.stderr)
+        # IntelMQ's role cannot touch them
+        r = self.as_role(self.intelmq, "DELETE FROM mailgen_outbox;")
+        self.assertIn("permission denied", r.stderr)
 
     def test_mailgen_cannot_write_events_or_delete(self):
         for sql in ("INSERT INTO events (extra) VALUES ('{}');",

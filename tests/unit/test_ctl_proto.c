@@ -107,7 +107,8 @@ static const struct bad_case {
 	{ "{\"v\":true,\"cmd\":\"status\"}", 0, "'v' is not an integer" },
 	{ "{\"v\":1}", 0, "request has no command 'cmd'" },
 	{ "{\"v\":1,\"cmd\":\"explode\"}", 0,
-	  "unknown command 'explode' (expected status, flush, pause, resume or reload)" },
+	  "unknown command 'explode' (expected status, flush, pause, resume, reload, failed, "
+	  "retry or drop)" },
 	{ "{\"v\":1,\"cmd\":\"STATUS\"}", 0, "unknown command 'STATUS'" },
 	{ "{\"v\":1,\"cmd\":\"\"}", 0, "unknown command ''" },
 	{ "{\"v\":1,\"cmd\":\"status\\u0000x\"}", 0, "unknown command 'status?x'" },
@@ -201,6 +202,8 @@ static const struct mg_ctl_status fixed_status = {
 	.sent = 10,
 	.postponed = 2,
 	.failed = 1,
+	.failed_groups = 3,
+	.deferred_groups = 2,
 	.paused = false,
 	.db_connected = true,
 	.last_error = "",
@@ -210,7 +213,8 @@ static const char fixed_json[] =
 	"{\"v\":1,\"ok\":true,\"status\":{\"state\":\"idle\",\"started_at\":1795690377,"
 	"\"now\":1795694100,\"uptime_seconds\":3723,\"workers_busy\":1,\"workers_total\":4,"
 	"\"pending_groups\":12,\"pending_directives\":40,\"next_due\":1795694400,"
-	"\"last_scan\":1795694088,\"sent\":10,\"postponed\":2,\"failed\":1,\"paused\":false,"
+	"\"last_scan\":1795694088,\"sent\":10,\"postponed\":2,\"failed\":1,"
+	"\"failed_groups\":3,\"deferred_groups\":2,\"paused\":false,"
 	"\"db_connected\":true,\"last_error\":null}}\n";
 
 static void assert_status_equal(const struct mg_ctl_status *a, const struct mg_ctl_status *b)
@@ -227,9 +231,63 @@ static void assert_status_equal(const struct mg_ctl_status *a, const struct mg_c
 	assert_int_equal(a->sent, b->sent);
 	assert_int_equal(a->postponed, b->postponed);
 	assert_int_equal(a->failed, b->failed);
+	assert_int_equal(a->failed_groups, b->failed_groups);
+	assert_int_equal(a->deferred_groups, b->deferred_groups);
 	assert_int_equal(a->paused, b->paused);
 	assert_int_equal(a->db_connected, b->db_connected);
 	assert_string_equal(a->last_error, b->last_error);
+}
+
+/* retry and drop name a failed group; failed/retry/drop answer with a message. */
+static void test_request_id_and_message(void **state)
+{
+	static const struct {
+		const char *line;
+		int rc;
+		enum mg_ctl_cmd cmd;
+		int64_t id;
+	} cases[] = {
+		{ "{\"v\":1,\"cmd\":\"retry\",\"id\":17}", MG_OK, MG_CTL_RETRY, 17 },
+		{ "{\"v\":1,\"cmd\":\"retry\"}", MG_OK, MG_CTL_RETRY, 0 },
+		{ "{\"v\":1,\"cmd\":\"drop\",\"id\":9007199254740993}", MG_OK, MG_CTL_DROP,
+		  9007199254740993LL },
+		{ "{\"v\":1,\"cmd\":\"failed\"}", MG_OK, MG_CTL_FAILED, 0 },
+		{ "{\"v\":1,\"cmd\":\"drop\",\"id\":-1}", MG_EINPUT, 0, 0 },
+		{ "{\"v\":1,\"cmd\":\"drop\",\"id\":\"7\"}", MG_EINPUT, 0, 0 },
+		{ "{\"v\":1,\"cmd\":\"drop\",\"id\":7.5}", MG_EINPUT, 0, 0 },
+		{ "{\"v\":1,\"cmd\":\"drop\",\"id\":99999999999999999999}", MG_EINPUT, 0, 0 },
+	};
+	struct mg_buf b = MG_BUF_INIT(MG_CTL_RESPONSE_MAX);
+	struct mg_err err = { 0 };
+	enum mg_ctl_cmd cmd;
+	char msg[64];
+	int64_t id;
+	bool ok = false;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		int r = mg_ctl_parse_request_id(cases[i].line, strlen(cases[i].line), &cmd, &id,
+						&err);
+
+		if (r != cases[i].rc)
+			fail_msg("case %zu: got %d want %d (%s)", i, r, cases[i].rc, err.msg);
+		if (r == MG_OK && (cmd != cases[i].cmd || id != cases[i].id))
+			fail_msg("case %zu: got cmd %d id %lld", i, (int)cmd, (long long)id);
+	}
+	assert_int_equal(mg_ctl_format_request_id(&b, MG_CTL_DROP, 42), MG_OK);
+	assert_string_equal(mg_buf_str(&b), "{\"v\":1,\"cmd\":\"drop\",\"id\":42}\n");
+	assert_int_equal(mg_ctl_parse_request_id(b.data, b.len, &cmd, &id, &err), MG_OK);
+	assert_int_equal(id, 42);
+	assert_int_equal(mg_ctl_format_request_id(&b, MG_CTL_DROP, -3), MG_EINPUT);
+
+	mg_buf_reset(&b);
+	assert_int_equal(mg_ctl_format_ok_message(&b, "2 failed\n\n7  failed\x01"), MG_OK);
+	assert_int_equal(mg_ctl_parse_response(b.data, b.len, &ok, NULL, &err), MG_OK);
+	assert_true(ok);
+	mg_ctl_response_message(b.data, b.len, msg, sizeof(msg));
+	assert_string_equal(msg, "2 failed\n\n7  failed?");
+	mg_ctl_response_message("{\"v\":1,\"ok\":true}", 18, msg, sizeof(msg));
+	assert_string_equal(msg, "");
+	mg_buf_release(&b);
 }
 
 static void test_status_json(void **state)
@@ -540,6 +598,7 @@ static const struct text_case {
 		  "next due:     2026-11-26 12:00:00 UTC (in 5m 0s)\n"
 		  "last scan:    2026-11-26 11:54:48 UTC (12s ago)\n"
 		  "since start:  10 sent, 2 postponed, 1 failed\n"
+		  "held back:    0 failed, 0 deferred groups\n"
 		  "database:     connected\n"
 		  "last error:   none\n" },
 	{ .st = {
@@ -563,6 +622,7 @@ static const struct text_case {
 		  "next due:     2026-11-26 11:53:59 UTC (overdue by 1m 1s)\n"
 		  "last scan:    2026-11-26 11:55:00 UTC (0s ago)\n"
 		  "since start:  0 sent, 0 postponed, 0 failed\n"
+		  "held back:    0 failed, 0 deferred groups\n"
 		  "database:     disconnected\n"
 		  "last error:   database: connection lost??[2J\n" },
 	{ .st = {
@@ -581,6 +641,7 @@ static const struct text_case {
 		  "next due:     2026-11-26 11:55:00 UTC (now)\n"
 		  "last scan:    never\n"
 		  "since start:  0 sent, 0 postponed, 0 failed\n"
+		  "held back:    0 failed, 0 deferred groups\n"
 		  "database:     disconnected\n"
 		  "last error:   none\n" },
 	{ .st = {
@@ -597,6 +658,7 @@ static const struct text_case {
 		  "next due:     @-9223372036854775808 (overdue by 106751991167300d 15h 30m 7s)\n"
 		  "last scan:    1969-12-31 23:59:59 UTC (106751991167300d 15h 30m 7s ago)\n"
 		  "since start:  0 sent, 0 postponed, 0 failed\n"
+		  "held back:    0 failed, 0 deferred groups\n"
 		  "database:     disconnected\n"
 		  "last error:   none\n" },
 };
@@ -667,6 +729,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_round_trip),
+		cmocka_unit_test(test_request_id_and_message),
 		cmocka_unit_test(test_request_good_table),
 		cmocka_unit_test(test_request_bad_table),
 		cmocka_unit_test(test_request_size_limit),

@@ -106,6 +106,42 @@ static void test_due(void **state)
 	assert_false(mg_group_is_due(&g, INT64_MAX - 1));
 }
 
+/* A mail in the outbox goes out at once; a deferral holds until retry_at. */
+static void test_due_outbox_deferred(void **state)
+{
+	const int64_t s = 1000000;
+	static const struct {
+		bool has_last_sent, has_outbox;
+		int64_t last_sent, interval_sec, retry_at, want;
+	} cases[] = {
+		/* sent at 1000 s, interval 1 h: due at 4600 s + 1 tick */
+		{ true, false, 1000 * s, 3600, 0, 4600 * s + 1 },
+		/* the same with its mail in the outbox: due now */
+		{ true, true, 1000 * s, 3600, 0, INT64_MIN },
+		/* outbox, deferred until 2000 s: the deferral wins */
+		{ true, true, 1000 * s, 3600, 2000 * s, 2000 * s },
+		/* no outbox, deferral before the interval: the interval wins */
+		{ true, false, 1000 * s, 3600, 2000 * s, 4600 * s + 1 },
+		/* no outbox, deferral after the interval: the deferral wins */
+		{ true, false, 1000 * s, 3600, 9000 * s, 9000 * s },
+		/* never sent, deferred */
+		{ false, false, 0, 3600, 50 * s, 50 * s },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mg_group g = { 0 };
+
+		g.has_last_sent = cases[i].has_last_sent;
+		g.has_outbox = cases[i].has_outbox;
+		g.last_sent = cases[i].last_sent;
+		g.interval_sec = cases[i].interval_sec;
+		g.retry_at = cases[i].retry_at;
+		if (mg_group_due_at(&g) != cases[i].want)
+			fail_msg("case %zu: got %lld want %lld", i, (long long)mg_group_due_at(&g),
+				 (long long)cases[i].want);
+	}
+}
+
 static void test_torture(void **state)
 {
 	static const char lit[] = "{{source.asn,64496},{time.observation,\"2026-11-26\"},{c,d}}";
@@ -132,8 +168,11 @@ static void test_torture(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pairs),	cmocka_unit_test(test_pairs_bad),
-		cmocka_unit_test(test_ids),	cmocka_unit_test(test_due),
+		cmocka_unit_test(test_pairs),
+		cmocka_unit_test(test_pairs_bad),
+		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_due),
+		cmocka_unit_test(test_due_outbox_deferred),
 		cmocka_unit_test(test_torture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
