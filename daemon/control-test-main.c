@@ -83,23 +83,22 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 	return MG_OK;
 }
 
-/* The stub knows failed groups 7 and 8; the real daemon lists what its last scan found. */
-int daemon_list_failed(struct daemon *d, struct mg_buf *out)
+/* The stub knows failed groups 7 and 8 and answers at once. */
+int daemon_failed_request(struct daemon *d, enum mg_ctl_cmd cmd, int64_t id, unsigned uid,
+			  uint64_t token, char *msg, size_t msg_size)
 {
-	return mg_buf_adds(out, "1 failed, 1 deferred\n\n7  failed  stub@example.org\n"
-				"8  deferred  stub@example.org\n");
-}
-
-int daemon_failed_action(struct daemon *d, bool drop, int64_t id, unsigned uid, char *msg,
-			 size_t msg_size)
-{
+	if (cmd == MG_CTL_FAILED) {
+		(void)snprintf(msg, msg_size, "1 failed, 1 deferred\n\n7  failed  stub@example.org\n"
+					      "8  deferred  stub@example.org\n");
+		return 1;
+	}
 	if (id != 0 && id != 7 && id != 8) {
 		(void)snprintf(msg, msg_size, "no failed group with id %lld", (long long)id);
 		return MG_EINPUT;
 	}
-	(void)snprintf(msg, msg_size, "stub: %s %lld by uid %u", drop ? "drop" : "retry",
+	(void)snprintf(msg, msg_size, "stub: %s %lld by uid %u", mg_ctl_cmd_name(cmd),
 		       (long long)id, uid);
-	return MG_OK;
+	return 1;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

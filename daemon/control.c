@@ -45,6 +45,8 @@ struct conn {
 	bool writing; /* ev_write is added */
 	bool eof;     /* the client shut down its side */
 	bool closing; /* send what is queued, then close */
+	bool waiting; /* for the answer to a request handed on (control_answer) */
+	uint64_t id;  /* names the connection in control_answer() */
 	char in[MG_CTL_LINE_MAX + 1];
 	size_t in_len;
 	struct mg_buf out;
@@ -65,6 +67,7 @@ struct control {
 	struct event *ev_accept_retry;
 	struct conn *conns;
 	unsigned n_conns;
+	uint64_t next_id;
 };
 
 static size_t conn_pending(const struct conn *k)
@@ -141,7 +144,6 @@ static void conn_request(struct conn *k, const char *line, size_t len)
 	struct daemon *d = k->c->d;
 	struct mg_ctl_status st;
 	struct mg_err err = { 0 };
-	struct mg_buf text = MG_BUF_INIT(MG_CTL_RESPONSE_MAX / 2);
 	enum mg_ctl_cmd cmd;
 	char msg[MG_ERR_MSG_MAX];
 	int64_t id;
@@ -184,17 +186,20 @@ static void conn_request(struct conn *k, const char *line, size_t len)
 		}
 		break;
 	case MG_CTL_FAILED:
-		(void)daemon_list_failed(d, &text);
-		r = mg_ctl_format_ok_message(&k->out, mg_buf_str(&text));
-		break;
 	case MG_CTL_RETRY:
 	case MG_CTL_DROP:
-		mg_log(LOG_INFO, NULL,
-		       "control: %s of failed group %lld requested by uid %u (pid %d)",
-		       mg_ctl_cmd_name(cmd), (long long)id, (unsigned)k->uid, (int)k->pid);
+		if (cmd != MG_CTL_FAILED)
+			mg_log(LOG_INFO, NULL,
+			       "control: %s of failed group %lld requested by uid %u (pid %d)",
+			       mg_ctl_cmd_name(cmd), (long long)id, (unsigned)k->uid, (int)k->pid);
 		msg[0] = '\0';
-		if (daemon_failed_action(d, cmd == MG_CTL_DROP, id, (unsigned)k->uid, msg,
-					 sizeof(msg)) < 0)
+		/* these need the database: the scanner thread answers them */
+		r = daemon_failed_request(d, cmd, id, (unsigned)k->uid, k->id, msg, sizeof(msg));
+		if (r == 0) {
+			k->waiting = true;
+			break;
+		}
+		if (r < 0)
 			r = mg_ctl_format_error(&k->out, msg);
 		else
 			r = mg_ctl_format_ok_message(&k->out, msg);
@@ -203,7 +208,6 @@ static void conn_request(struct conn *k, const char *line, size_t len)
 		r = mg_ctl_format_error(&k->out, "unknown command");
 		break;
 	}
-	mg_buf_release(&text);
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "control: cannot answer uid %u: %s, closing",
 		       (unsigned)k->uid, r == MG_ENOMEM ? "out of memory" : "answer too large");
@@ -221,7 +225,7 @@ static bool conn_process(struct conn *k)
 	size_t n;
 
 	for (;;) {
-		if (k->closing)
+		if (k->closing || k->waiting)
 			return false;
 		if (conn_pending(k) >= CONTROL_OUT_HIGH)
 			return true;
@@ -438,6 +442,7 @@ static void control_admit(struct control *c, int fd)
 	/* linked first, so conn_free() can take the half-built connection apart */
 	k->c = c;
 	k->fd = fd;
+	k->id = ++c->next_id;
 	k->uid = cred.uid;
 	k->gid = cred.gid;
 	k->pid = cred.pid;
@@ -617,6 +622,31 @@ struct control *control_new(struct event_base *base, const char *path, uid_t dae
 fail:
 	control_free(c);
 	return NULL;
+}
+
+void control_answer(struct control *c, uint64_t conn_id, bool ok, const char *text)
+{
+	struct conn *k;
+	int r;
+
+	if (c == NULL)
+		return;
+	for (k = c->conns; k != NULL && k->id != conn_id; k = k->next)
+		;
+	if (k == NULL || !k->waiting)
+		return; /* the client went away meanwhile */
+	k->waiting = false;
+	if (ok)
+		r = mg_ctl_format_ok_message(&k->out, text);
+	else
+		r = mg_ctl_format_error(&k->out, text != NULL ? text : "failed");
+	if (r < 0) {
+		mg_log(LOG_ERR, NULL, "control: cannot answer uid %u: %s, closing",
+		       (unsigned)k->uid, r == MG_ENOMEM ? "out of memory" : "answer too large");
+		k->closing = true;
+	}
+	conn_touch(k);
+	conn_step(k); /* may free k */
 }
 
 void control_free(struct control *c)

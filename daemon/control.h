@@ -2,6 +2,8 @@
 #ifndef MG_CONTROL_H
 #define MG_CONTROL_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "mg-err.h"
@@ -45,6 +47,15 @@ struct control;
  */
 struct control *control_new(struct event_base *base, const char *path, uid_t daemon_uid,
 			    gid_t daemon_gid, struct daemon *d, struct mg_err *err);
+
+/*
+ * Answer a request that the daemon handed on (daemon_failed_request()
+ * returned 0 for the connection conn_id): an ok response with text as its
+ * message, or an error response with text.  Nothing happens when the
+ * connection is gone.  Main thread only; not from inside a daemon_*()
+ * callback made by this module.
+ */
+void control_answer(struct control *c, uint64_t conn_id, bool ok, const char *text);
 
 /*
  * Close all client connections, stop listening and remove the socket file

@@ -32,18 +32,12 @@ void daemon_set_paused(struct daemon *d, bool paused);
 int daemon_reload(struct daemon *d, char *msg, size_t msg_size);
 
 /*
- * The failed and deferred groups as of the last scan, for people
- * ("mailgenctl failed").  Returns MG_OK or what mg_buf returned.
+ * An operator's failed, retry or drop request (id: the failed group; 0 with
+ * retry: all).  Returns 0 when it was handed on: the answer comes later
+ * through control_answer() with token.  Returns 1 when msg holds the
+ * answer now, or a negative mg_rc with msg saying why it was refused.
  */
-int daemon_list_failed(struct daemon *d, struct mg_buf *out);
-
-/*
- * Release (drop false; id 0: all) or give up on (drop true) failed group
- * id; carried out by the scanner before its next scan, which is asked for.
- * msg gets the answer for the operator.  Returns MG_OK, MG_EINPUT (an id
- * the last scan did not list) or MG_ETEMP (too many requests waiting).
- */
-int daemon_failed_action(struct daemon *d, bool drop, int64_t id, unsigned uid, char *msg,
-			 size_t msg_size);
+int daemon_failed_request(struct daemon *d, enum mg_ctl_cmd cmd, int64_t id, unsigned uid,
+			  uint64_t token, char *msg, size_t msg_size);
 
 #endif /* MG_DAEMON_H */

@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 	r = mg_db_connect(&cfg, "intelmqcbmail", &conn, &err);
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "%s", err.msg);
-		status = EX_TEMPFAIL;
+		status = r == MG_ECONFIG ? EX_CONFIG : EX_TEMPFAIL;
 		goto out;
 	}
 	r = mg_mailer_new(&cfg, conn, arg_dry_run, &mailer, &err);

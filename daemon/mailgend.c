@@ -53,8 +53,7 @@ struct daemon {
 	int64_t started_at, last_scan;
 	uint64_t pending_groups, pending_directives;
 	uint64_t sent, postponed, failed;
-	struct mg_failed_list failed_groups; /* as of the last scan */
-	bool failed_listed;
+	size_t failed_groups, deferred_groups; /* as of the last scan */
 	char last_error[512];
 	char status_line[200];
 };
@@ -249,7 +248,17 @@ static void on_completion(struct completion *c, void *arg)
 {
 	struct daemon *d = arg;
 
-	if (c->kind == DONE_SCAN) {
+	if (c->kind == DONE_ACTIONS) {
+		bool changed = false;
+
+		for (size_t i = 0; i < c->n_answers; i++) {
+			control_answer(d->control, c->answers[i].token, c->answers[i].ok,
+				       c->answers[i].text);
+			changed |= c->answers[i].changed;
+		}
+		if (changed)
+			request_scan(d, "failed groups released or dropped");
+	} else if (c->kind == DONE_SCAN) {
 		d->last_scan = (int64_t)time(NULL);
 		if (c->db_failed || c->error[0] != '\0') {
 			(void)snprintf(d->last_error, sizeof(d->last_error), "%s", c->error);
@@ -270,10 +279,8 @@ static void on_completion(struct completion *c, void *arg)
 			       (unsigned long long)c->groups, (unsigned long long)c->due_groups);
 		}
 		if (c->failed_listed) {
-			mg_failed_list_release(&d->failed_groups);
-			d->failed_groups = c->failed;
-			memset(&c->failed, 0, sizeof(c->failed));
-			d->failed_listed = true;
+			d->failed_groups = c->failed.n_failed;
+			d->deferred_groups = c->failed.n_deferred;
 		}
 		arm_due(d, c->next_due);
 	} else {
@@ -323,82 +330,29 @@ void daemon_get_status(struct daemon *d, struct mg_ctl_status *st)
 	st->sent = d->sent;
 	st->postponed = d->postponed;
 	st->failed = d->failed;
-	st->failed_groups = d->failed_groups.n_failed;
-	st->deferred_groups = d->failed_groups.n_deferred;
+	st->failed_groups = d->failed_groups;
+	st->deferred_groups = d->deferred_groups;
 	st->paused = d->paused;
 	st->db_connected = listener_connected(d->listener) && !d->db_down;
 	(void)snprintf(st->last_error, sizeof(st->last_error), "%s", d->last_error);
 }
 
-static void add_utc(struct mg_buf *b, int64_t usec)
+int daemon_failed_request(struct daemon *d, enum mg_ctl_cmd cmd, int64_t id, unsigned uid,
+			  uint64_t token, char *msg, size_t msg_size)
 {
-	time_t t = (time_t)(usec / 1000000);
-	char when[32] = "?";
-	struct tm tm;
+	enum pool_action_kind kind = cmd == MG_CTL_FAILED  ? POOL_LIST
+				     : cmd == MG_CTL_RETRY ? POOL_RETRY
+							   : POOL_DROP;
 
-	if (gmtime_r(&t, &tm) != NULL)
-		(void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
-	(void)mg_buf_adds(b, when);
-}
-
-int daemon_list_failed(struct daemon *d, struct mg_buf *out)
-{
-	const struct mg_failed_list *l = &d->failed_groups;
-
-	if (!d->failed_listed)
-		return mg_buf_adds(out, "no scan has finished yet; ask again in a moment\n");
-	(void)mg_buf_addf(out, "%zu failed, %zu deferred", l->n_failed, l->n_deferred);
-	if (l->n < l->n_failed + l->n_deferred)
-		(void)mg_buf_addf(out, " (the first %zu listed)", l->n);
-	(void)mg_buf_adds(out, "\n");
-	for (size_t i = 0; i < l->n; i++) {
-		const struct mg_failed_group *f = &l->items[i];
-
-		(void)mg_buf_addf(out, "\n%lld  %s  %s  template %s  %zu directives, %d attempts\n",
-				  (long long)f->id, f->permanent ? "failed" : "deferred",
-				  f->recipient_address, f->template_name, f->n_directives,
-				  f->attempts);
-		(void)mg_buf_adds(out, "    first ");
-		add_utc(out, f->first_failed);
-		(void)mg_buf_adds(out, ", last ");
-		add_utc(out, f->last_failed);
-		if (!f->permanent && f->retry_at != 0) {
-			(void)mg_buf_adds(out, ", retry at ");
-			add_utc(out, f->retry_at);
-		}
-		(void)mg_buf_addf(out, "\n    %.300s\n", f->reason);
-	}
-	return MG_OK;
-}
-
-int daemon_failed_action(struct daemon *d, bool drop, int64_t id, unsigned uid, char *msg,
-			 size_t msg_size)
-{
-	const struct mg_failed_list *l = &d->failed_groups;
-	bool known = false;
-
-	if (drop && id == 0) {
+	if (kind == POOL_DROP && id == 0) {
 		(void)snprintf(msg, msg_size, "drop: give the id of a failed group");
 		return MG_EINPUT;
 	}
-	for (size_t i = 0; i < l->n; i++)
-		if (l->items[i].id == id)
-			known = true;
-	/* the list of the last scan is complete: an id not in it is unknown */
-	if (id != 0 && d->failed_listed && !known && l->n == l->n_failed + l->n_deferred) {
-		(void)snprintf(msg, msg_size, "no failed group with id %lld", (long long)id);
-		return MG_EINPUT;
-	}
-	if (!pool_request_action(d->pool, drop ? POOL_DROP : POOL_RETRY, id, uid)) {
+	if (!pool_request_action(d->pool, kind, id, uid, token)) {
 		(void)snprintf(msg, msg_size, "too many requests waiting; try again shortly");
 		return MG_ETEMP;
 	}
-	if (id == 0)
-		(void)snprintf(msg, msg_size, "all failed groups are released at the next scan");
-	else
-		(void)snprintf(msg, msg_size, "failed group %lld is %s at the next scan",
-			       (long long)id, drop ? "dropped" : "released for retry");
-	return MG_OK;
+	return 0;
 }
 
 void daemon_flush(struct daemon *d)
@@ -576,7 +530,6 @@ static void daemon_release(struct daemon *d)
 		if (evs[i] != NULL)
 			event_free(evs[i]);
 	pool_free(d->pool);
-	mg_failed_list_release(&d->failed_groups);
 	cfg_ref_put(d->cfg);
 	if (d->base != NULL)
 		event_base_free(d->base);

@@ -17,6 +17,7 @@ struct action {
 	enum pool_action_kind kind;
 	int64_t id;
 	unsigned uid;
+	uint64_t token;
 };
 
 struct pool {
@@ -114,6 +115,9 @@ void completion_free(struct completion *c)
 	if (c == NULL)
 		return;
 	mg_failed_list_release(&c->failed);
+	for (size_t i = 0; i < c->n_answers; i++)
+		free(c->answers[i].text);
+	free(c->answers);
 	free(c);
 }
 
@@ -157,44 +161,147 @@ static void thread_exit(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Carry out what operators asked for since the last scan. */
-static void run_actions(struct pool *p, PGconn *conn)
+static void add_utc(struct mg_buf *b, int64_t usec)
+{
+	time_t t = (time_t)(usec / 1000000);
+	char when[32] = "?";
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) != NULL)
+		(void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+	(void)mg_buf_adds(b, when);
+}
+
+/* The failed and deferred groups, for people ("mailgenctl failed"). */
+static int list_failed(PGconn *conn, struct mg_buf *out, struct mg_err *err)
+{
+	struct mg_failed_list l = { 0 };
+	int r;
+
+	r = mg_db_failed_list(conn, POOL_FAILED_LIST_MAX, &l, err);
+	if (r < 0)
+		return r;
+	(void)mg_buf_addf(out, "%zu failed, %zu deferred", l.n_failed, l.n_deferred);
+	if (l.n < l.n_failed + l.n_deferred)
+		(void)mg_buf_addf(out, " (the first %zu listed)", l.n);
+	(void)mg_buf_adds(out, "\n");
+	for (size_t i = 0; i < l.n; i++) {
+		const struct mg_failed_group *f = &l.items[i];
+
+		(void)mg_buf_addf(out, "\n%lld  %s  %.200s  template %.100s  %zu directives, %d "
+				       "attempts\n",
+				  (long long)f->id, f->permanent ? "failed" : "deferred",
+				  f->recipient_address, f->template_name, f->n_directives,
+				  f->attempts);
+		(void)mg_buf_adds(out, "    first ");
+		add_utc(out, f->first_failed);
+		(void)mg_buf_adds(out, ", last ");
+		add_utc(out, f->last_failed);
+		if (!f->permanent && f->retry_at != 0) {
+			(void)mg_buf_adds(out, ", retry at ");
+			add_utc(out, f->retry_at);
+		}
+		(void)mg_buf_addf(out, "\n    %.300s\n", f->reason);
+	}
+	mg_failed_list_release(&l);
+	return MG_OK;
+}
+
+/* Carry out one request of an operator; the answer goes to res. */
+static void run_action(PGconn *conn, const struct action *a, struct pool_answer *res)
+{
+	struct mg_buf text = MG_BUF_INIT(POOL_ANSWER_MAX);
+	struct mg_err err = { 0 };
+	size_t done = 0;
+	char who[64];
+	int r;
+
+	res->token = a->token;
+	(void)snprintf(who, sizeof(who), "mailgenctl (uid %u)", a->uid);
+	switch (a->kind) {
+	case POOL_LIST:
+		r = list_failed(conn, &text, &err);
+		break;
+	case POOL_RETRY:
+		r = mg_db_failed_retry(conn, a->id, &done, &err);
+		if (r == MG_OK && done == 0 && a->id != 0)
+			r = mg_err_set(&err, MG_EINPUT, "no failed group with id %lld",
+				       (long long)a->id);
+		if (r == MG_OK) {
+			mg_log(LOG_INFO, NULL,
+			       "%zu failed groups released for retry (id %lld, asked by uid %u)",
+			       done, (long long)a->id, a->uid);
+			(void)mg_buf_addf(&text, "%zu failed groups released; they are sent at the "
+						 "next scan",
+					  done);
+		}
+		break;
+	default:
+		r = mg_db_failed_drop(conn, a->id, who, &done, &err);
+		if (r == MG_OK) {
+			mg_log(LOG_WARNING, NULL,
+			       "failed group %lld dropped by uid %u: %zu directives will never be "
+			       "mailed",
+			       (long long)a->id, a->uid, done);
+			(void)mg_buf_addf(&text,
+					  "failed group %lld dropped: %zu directives will never be "
+					  "mailed",
+					  (long long)a->id, done);
+		}
+		break;
+	}
+	res->ok = r == MG_OK;
+	res->changed = res->ok && a->kind != POOL_LIST;
+	if (r < 0) {
+		if (a->kind != POOL_LIST && r != MG_EINPUT)
+			mg_log(LOG_ERR, NULL, "%s of failed group %lld asked by uid %u: %s",
+			       a->kind == POOL_RETRY ? "retry" : "drop", (long long)a->id, a->uid,
+			       err.msg);
+		res->text = strdup(err.msg);
+	} else {
+		res->text = mg_buf_detach(&text, NULL);
+	}
+	mg_buf_release(&text);
+}
+
+/* Carry out what operators asked for, and report the answers. */
+static void run_actions(struct pool *p, PGconn **conn)
 {
 	struct action todo[ACTIONS_MAX];
-	struct mg_err err;
-	size_t n, done;
-	char who[64];
+	struct completion *c = completion_new(DONE_ACTIONS);
+	struct cfg_ref *ref = current_cfg(p);
+	struct mg_err err = { 0 };
+	size_t n;
+	int r;
 
 	pthread_mutex_lock(&p->lock);
 	n = p->n_actions;
 	memcpy(todo, p->actions, n * sizeof(todo[0]));
 	p->n_actions = 0;
 	pthread_mutex_unlock(&p->lock);
-	for (size_t i = 0; i < n; i++) {
-		const struct action *a = &todo[i];
-		int r;
-
-		memset(&err, 0, sizeof(err));
-		done = 0;
-		(void)snprintf(who, sizeof(who), "mailgenctl (uid %u)", a->uid);
-		if (a->kind == POOL_RETRY)
-			r = mg_db_failed_retry(conn, a->id, &done, &err);
-		else
-			r = mg_db_failed_drop(conn, a->id, who, &done, &err);
-		if (r < 0)
-			mg_log(LOG_ERR, NULL, "%s of failed group %lld asked by uid %u: %s",
-			       a->kind == POOL_RETRY ? "retry" : "drop", (long long)a->id, a->uid,
-			       err.msg);
-		else if (a->kind == POOL_RETRY)
-			mg_log(LOG_INFO, NULL,
-			       "%zu failed groups released for retry (id %lld, asked by uid %u)",
-			       done, (long long)a->id, a->uid);
-		else
-			mg_log(LOG_WARNING, NULL,
-			       "failed group %lld dropped by uid %u: %zu directives will never be "
-			       "mailed",
-			       (long long)a->id, a->uid, done);
+	if (c != NULL)
+		c->answers = calloc(n, sizeof(*c->answers));
+	if (c == NULL || c->answers == NULL) {
+		completion_free(c);
+		c = NULL;
+		mg_log(LOG_ERR, NULL, "out of memory; %zu control requests not answered", n);
+		goto out;
 	}
+	r = ensure_conn(conn, &ref->cfg, &err);
+	for (size_t i = 0; i < n; i++) {
+		struct pool_answer *res = &c->answers[c->n_answers++];
+
+		if (r < 0) {
+			res->token = todo[i].token;
+			res->ok = false;
+			res->text = strdup(err.msg);
+		} else {
+			run_action(*conn, &todo[i], res);
+		}
+	}
+	report(p, c);
+out:
+	cfg_ref_put(ref);
 }
 
 /*
@@ -222,7 +329,6 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
 		goto out;
 	}
-	run_actions(p, *conn);
 	r = mg_db_scan_open(*conn, cfg->additional_directive_where, &err);
 	for (; r == MG_OK;) {
 		r = mg_db_scan_fetch(*conn, per, &groups, &n, &err);
@@ -277,7 +383,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	mg_db_scan_close(*conn);
 	if (!mg_db_broken(*conn)) {
 		memset(&err, 0, sizeof(err));
-		if (mg_db_failed_list(*conn, POOL_FAILED_LIST_MAX, &c->failed, &err) == MG_OK)
+		if (mg_db_failed_list(*conn, 0, &c->failed, &err) == MG_OK)
 			c->failed_listed = true;
 		else
 			mg_log(LOG_ERR, NULL, "listing the failed groups: %s", err.msg);
@@ -295,13 +401,21 @@ static void *scanner_main(void *arg)
 		struct completion *c;
 
 		pthread_mutex_lock(&p->lock);
-		/* start a scan only when the previous one's batches are all done */
-		while (!p->stopping &&
+		/*
+		 * Start a scan only when the previous one's batches are all done;
+		 * operators' requests are answered at once.
+		 */
+		while (!p->stopping && p->n_actions == 0 &&
 		       (!p->scan_requested || p->held || p->busy > 0 || workq_length(p->q) > 0))
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (p->stopping) {
 			pthread_mutex_unlock(&p->lock);
 			break;
+		}
+		if (p->n_actions > 0) {
+			pthread_mutex_unlock(&p->lock);
+			run_actions(p, &conn);
+			continue;
 		}
 		p->scan_requested = false;
 		p->scanning = true;
@@ -478,7 +592,8 @@ fail:
 	return NULL;
 }
 
-bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id, unsigned uid)
+bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id, unsigned uid,
+			 uint64_t token)
 {
 	bool ok;
 
@@ -488,8 +603,8 @@ bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id,
 		p->actions[p->n_actions].kind = kind;
 		p->actions[p->n_actions].id = id;
 		p->actions[p->n_actions].uid = uid;
+		p->actions[p->n_actions].token = token;
 		p->n_actions++;
-		p->scan_requested = true;
 		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);

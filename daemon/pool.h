@@ -12,8 +12,17 @@
 #include "db.h"
 #include "mailer.h"
 
-/* How many failed groups a scan lists for "mailgenctl failed". */
+/* How many failed groups "mailgenctl failed" lists, and the size of its answer. */
 #define POOL_FAILED_LIST_MAX 50
+#define POOL_ANSWER_MAX	     32768
+
+/* The answer to an operator's request (pool_request_action). */
+struct pool_answer {
+	uint64_t token; /* as given with the request */
+	bool ok;
+	char *text;   /* owned; the list, what was done, or the error */
+	bool changed; /* a retry or drop changed something: scan again */
+};
 
 /*
  * A config shared by the threads: reference-counted, replaced as a whole on
@@ -32,7 +41,7 @@ void cfg_ref_put(struct cfg_ref *r); /* NULL-safe */
 
 /* What a thread reports back to the main thread when it finished something. */
 struct completion {
-	enum { DONE_SCAN, DONE_BATCH } kind;
+	enum { DONE_SCAN, DONE_BATCH, DONE_ACTIONS } kind;
 	struct mg_mailer_stats stats; /* DONE_BATCH: what this batch did */
 	uint64_t groups;	      /* DONE_SCAN: pending groups found */
 	uint64_t directives;	      /* DONE_SCAN: pending directives found */
@@ -41,8 +50,10 @@ struct completion {
 	bool smtp_failed;	      /* the SMTP server could not be used */
 	bool db_failed;		      /* the database could not be used */
 	char error[512];	      /* "" or what went wrong */
-	struct mg_failed_list failed; /* DONE_SCAN: failed and deferred groups; owned */
-	bool failed_listed;	      /* DONE_SCAN: failed is filled in */
+	struct mg_failed_list failed;  /* DONE_SCAN: failed and deferred groups; owned */
+	bool failed_listed;	       /* DONE_SCAN: failed is filled in */
+	struct pool_answer *answers;   /* DONE_ACTIONS: owned */
+	size_t n_answers;
 	struct completion *next;
 };
 
@@ -54,15 +65,18 @@ struct pool;
 /* Free a completion and what it owns.  NULL-safe. */
 void completion_free(struct completion *c);
 
-/* What an operator asked to do with a failed group (mailgenctl retry/drop). */
-enum pool_action_kind { POOL_RETRY, POOL_DROP };
+/* What an operator asked for (mailgenctl failed/retry/drop). */
+enum pool_action_kind { POOL_LIST, POOL_RETRY, POOL_DROP };
 
 /*
- * Queue an action on failed group id (POOL_RETRY with id 0: all) for the
- * scanner, which carries it out (and logs it, naming uid) before its next
- * scan; ask for that scan.  Returns false when too many actions wait.
+ * Queue a request for the scanner thread, which carries it out on its
+ * database connection as soon as it is not scanning (and logs retry and
+ * drop, naming uid), and reports a DONE_ACTIONS completion whose answer
+ * carries token.  POOL_RETRY with id 0 releases all failed groups.
+ * Returns false when too many requests wait.
  */
-bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id, unsigned uid);
+bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id, unsigned uid,
+			 uint64_t token);
 
 /*
  * Start the scanner and n_workers workers (each with its own database

@@ -76,6 +76,30 @@ bool mg_db_broken(PGconn *conn)
 	return conn == NULL || PQstatus(conn) != CONNECTION_OK;
 }
 
+/*
+ * mailgen-c's own tables (docs/database.md) come with sql/notifications.sql;
+ * a database set up for the original lacks them until that file is run.
+ */
+static int check_schema(PGconn *conn, const char *db_name, struct mg_err *err)
+{
+	PGresult *res = PQexec(conn, "SELECT to_regclass('mailgen_outbox') IS NOT NULL"
+				     " AND to_regclass('mailgen_failed_groups') IS NOT NULL"
+				     " AND to_regclass('mailgen_dropped_directives') IS NOT NULL");
+	int r = MG_OK;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		r = mg_err_set(err, db_classify(conn, res), "checking the schema failed: %s",
+			       db_message(conn, res));
+	else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		r = mg_err_set(err, MG_ECONFIG,
+			       "database '%s' lacks mailgen-c's tables (mailgen_outbox, "
+			       "mailgen_failed_groups, mailgen_dropped_directives): run "
+			       "sql/notifications.sql on it (safe to run again)",
+			       db_name != NULL ? db_name : "");
+	PQclear(res);
+	return r;
+}
+
 int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
 		  struct mg_err *err)
 {
@@ -121,6 +145,8 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 	 * whatever the server, the role or PGTZ say.
 	 */
 	r = exec_cmd(conn, "setting the time zone", "SET TIME ZONE 'UTC'", err);
+	if (r == MG_OK)
+		r = check_schema(conn, cfg->db_name, err);
 	if (r < 0) {
 		PQfinish(conn);
 		return r;
@@ -187,7 +213,12 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 		"  AND f.event_data_format = q.event_data_format"
 		"  AND coalesce(f.aggregate_identifier, '{}') = coalesce(q.aggregate_identifier, '{}')"
 		" WHERE f.state IS DISTINCT FROM 'failed'"
-		" ORDER BY q.first_id",
+		/*
+		 * Mails waiting in the outbox first: after a failure each worker
+		 * probes with one group, and one whose mail is built already
+		 * costs no new ticket number.
+		 */
+		" ORDER BY 11 DESC, q.first_id",
 		has_where && strstr(additional_where, "events.") != NULL
 			? "JOIN events ON d3.events_id = events.id"
 			: "",
@@ -956,13 +987,18 @@ int mg_db_failed_list(PGconn *conn, size_t max, struct mg_failed_list *ret, stru
 		" cardinality(directive_ids),"
 		" count(*) FILTER (WHERE state = 'failed') OVER (),"
 		" count(*) FILTER (WHERE state = 'deferred') OVER ()"
-		" FROM mailgen_failed_groups ORDER BY id";
+		" FROM mailgen_failed_groups ORDER BY id LIMIT $1::bigint";
 	struct mg_failed_list l = { 0 };
 	PGresult *res = NULL;
+	const char *params[1];
+	char limit[32];
 	int64_t v;
 	int n, r;
 
-	res = PQexec(conn, sql);
+	/* one row at least, for the totals */
+	(void)snprintf(limit, sizeof(limit), "%zu", max > 0 ? max : 1);
+	params[0] = limit;
+	res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		r = mg_err_set(err, db_classify(conn, res),
 			       "reading mailgen_failed_groups failed: %s", db_message(conn, res));

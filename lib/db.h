@@ -20,7 +20,8 @@
  * variables fill in what is not set).  The connection is in autocommit
  * mode with client_encoding UTF8.  Returns MG_ETEMP when the server
  * cannot be reached or refuses us (libpq does not tell authentication
- * failures apart from an unreachable server reliably).
+ * failures apart from an unreachable server reliably), MG_ECONFIG when the
+ * database lacks mailgen-c's tables (sql/notifications.sql not run).
  */
 int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
 		  struct mg_err *err);

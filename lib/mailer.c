@@ -185,37 +185,45 @@ static bool memo_quiet(struct mg_mailer *m, uint64_t key, unsigned *ret_repeats)
 }
 
 /*
- * Log a group's failure at ERROR, unless the same failure of the same group
- * was logged within the last hour: then count it (and log at DEBUG).  The
- * next ERROR line says how often it repeated.
+ * Log a group's failure at ERROR, unless the same failure (key_text) of the
+ * same group was logged within the last hour: then count it (and log at
+ * DEBUG).  The next ERROR line says how often it repeated.
  */
-static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+static void log_failure_msg(struct mg_mailer *m, const struct job *j, const char *key_text,
+			    const char *msg)
 {
 	const struct mg_group *g = j->group;
 	struct mg_log_ctx ctx = job_log_ctx(j);
 	uint64_t key = 14695981039346656037u;
 	unsigned repeats;
-	char msg[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	(void)snprintf(m->stats.last_error, sizeof(m->stats.last_error), "%.255s", msg);
 	key = fnv1a(key, g->recipient_address);
 	key = fnv1a(key, g->template_name);
 	key = fnv1a(key, g->notification_format);
 	key = fnv1a(key, g->event_data_format);
 	key = fnv1a(key, g->aggregate_literal != NULL ? g->aggregate_literal : "");
-	key = fnv1a(key, msg);
+	key = fnv1a(key, key_text);
 	if (memo_quiet(m, key, &repeats))
 		mg_log(LOG_DEBUG, &ctx, "%s (repeated, ERROR logged once an hour)", msg);
 	else if (repeats > 0)
 		mg_log(LOG_ERR, &ctx, "%s (failed %u more times in the last hour)", msg, repeats);
 	else
 		mg_log(LOG_ERR, &ctx, "%s", msg);
+}
+
+/* log_failure_msg() with the message as its own key. */
+static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_failure(struct mg_mailer *m, const struct job *j, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_failure_msg(m, j, msg, msg);
 }
 
 /*
@@ -480,7 +488,7 @@ static void record_failure(struct mg_mailer *m, struct job *j, bool permanent, c
 	struct mg_err err = { 0 };
 	int64_t retry_at = 0;
 	bool failed = permanent;
-	char when[32] = "";
+	char when[32] = "", key_text[1024], msg[1024];
 	time_t t;
 	struct tm tm;
 
@@ -509,8 +517,11 @@ static void record_failure(struct mg_mailer *m, struct job *j, bool permanent, c
 	t = (time_t)(retry_at / 1000000);
 	if (gmtime_r(&t, &tm) != NULL)
 		(void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	log_failure(m, j, "%s, will retry at %s (attempt %d): %s", what, when,
-		    j->group->attempts + 1, reason);
+	/* keyed without the time and attempt, so retries count as repeats */
+	(void)snprintf(key_text, sizeof(key_text), "%s: %s", what, reason);
+	(void)snprintf(msg, sizeof(msg), "%s, will retry at %s (attempt %d): %s", what, when,
+		       j->group->attempts + 1, reason);
+	log_failure_msg(m, j, key_text, msg);
 }
 
 /* Called by the SMTP layer as soon as a mail's fate is known. */

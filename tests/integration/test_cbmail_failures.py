@@ -445,6 +445,16 @@ class ConfigErrorTest(FailureTestBase):
             f.write(text)
         return path
 
+    def test_database_without_our_tables_exits_78(self):
+        # a database set up for the original, sql/notifications.sql not run
+        self.pg.insert_event(self.db, [make_directive("ok@example.net", GOOD)])
+        self.pg.psql(self.db, "DROP TABLE mailgen_outbox;")
+        rc, out, err = self.cbmail()
+        self.assertEqual(rc, 78, self.out_msg())
+        self.assertIn("lacks mailgen-c's tables (mailgen_outbox, mailgen_failed_groups,"
+                      " mailgen_dropped_directives): run sql/notifications.sql", err)
+        self.assertEqual(self.smtp.count(), 0)
+
     def test_broken_config_exits_78_and_names_file_and_key(self):
         self.pg.insert_event(self.db, [make_directive("ok@example.net", GOOD)])
         base = self.config()

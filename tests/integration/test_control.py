@@ -42,7 +42,7 @@ STATUS_REQ = b'{"v":1,"cmd":"status"}\n'
 STATUS_KEYS = {
     "state", "started_at", "now", "uptime_seconds", "workers_busy", "workers_total",
     "pending_groups", "pending_directives", "next_due", "last_scan", "sent", "postponed",
-    "failed", "paused", "db_connected", "last_error",
+    "failed", "failed_groups", "deferred_groups", "paused", "db_connected", "last_error",
 }
 EX_CONFIG = 78
 NOBODY = pwd.getpwnam("nobody")
@@ -207,7 +207,7 @@ class ControlTest(unittest.TestCase):
         lines = p.stdout.splitlines()
         self.assertEqual([ln.split(":", 1)[0] for ln in lines],
                          ["state", "uptime", "workers", "pending", "next due", "last scan",
-                          "since start", "database", "last error"])
+                          "since start", "held back", "database", "last error"])
         self.assertEqual(lines[0], "state:        idle")
         self.assertRegex(lines[1], r"^uptime:       1h 2m [0-9]+s$")
         self.assertEqual(lines[2], "workers:      1 busy, 3 idle")
@@ -216,8 +216,9 @@ class ControlTest(unittest.TestCase):
                                    r"\(in [45]m [0-9]+s\)$")
         self.assertRegex(lines[5], r"^last scan:    .* UTC \(1[0-9]s ago\)$")
         self.assertEqual(lines[6], "since start:  10 sent, 2 postponed, 1 failed")
-        self.assertEqual(lines[7], "database:     connected")
-        self.assertEqual(lines[8], "last error:   stub: flush=0 pause=0 resume=0 reload=0")
+        self.assertEqual(lines[7], "held back:    0 failed, 0 deferred groups")
+        self.assertEqual(lines[8], "database:     connected")
+        self.assertEqual(lines[9], "last error:   stub: flush=0 pause=0 resume=0 reload=0")
 
     def test_status_json(self):
         self.start()
@@ -292,9 +293,30 @@ class ControlTest(unittest.TestCase):
         self.assertFalse(os.path.lexists(self.sock))
         self.assertEqual(self.ctl("status").returncode, 3)
 
+    def test_failed_retry_drop(self):
+        self.start()
+        p = self.ctl("failed")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "1 failed, 1 deferred\n\n7  failed  stub@example.org\n"
+                                   "8  deferred  stub@example.org\n")
+        p = self.ctl("retry", "7")
+        self.assertEqual((p.returncode, p.stdout), (0, "stub: retry 7 by uid 0\n"), p.stderr)
+        p = self.ctl("retry", "all")
+        self.assertEqual((p.returncode, p.stdout), (0, "stub: retry 0 by uid 0\n"), p.stderr)
+        p = self.ctl("drop", "8")
+        self.assertEqual((p.returncode, p.stdout), (0, "stub: drop 8 by uid 0\n"), p.stderr)
+        p = self.ctl("drop", "9")
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr, "mailgenctl: mailgend refused: no failed group with id 9\n")
+        p = self.ctl("--json", "retry", "8")
+        self.assertEqual(json.loads(p.stdout),
+                         {"v": 1, "ok": True, "message": "stub: retry 8 by uid 0"})
+
     def test_usage(self):
         for args in ((), ("explode",), ("status", "extra"), ("-t", "0", "status"),
-                     ("-t", "x", "status"), ("--bogus", "status")):
+                     ("-t", "x", "status"), ("--bogus", "status"), ("retry",),
+                     ("drop", "all"), ("drop", "0"), ("retry", "x"), ("retry", "1", "2"),
+                     ("failed", "1")):
             p = subprocess.run([CTL, *args], capture_output=True, text=True)
             self.assertEqual(p.returncode, 64, args)
             self.assertIn("mailgenctl", p.stderr)

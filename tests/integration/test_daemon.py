@@ -44,7 +44,7 @@ SENDER = "CERT Example <cert@example.org>"
 STATUS_KEYS = {
     "state", "started_at", "now", "uptime_seconds", "workers_busy", "workers_total",
     "pending_groups", "pending_directives", "next_due", "last_scan", "sent", "postponed",
-    "failed", "paused", "db_connected", "last_error",
+    "failed", "failed_groups", "deferred_groups", "paused", "db_connected", "last_error",
 }
 
 PG = GPG = TPL = None
@@ -329,14 +329,15 @@ class NotifyTest(DaemonTestBase):
         self.assert_no_mail_for(1.5, count=1, what="for the broken group")
         self.assertEqual(len(self.log_lines(d, "ERROR")), 1, d.log_tail())
         self.assertEqual(self.pending(), 1)
-        # the next insert wakes the daemon up: the good one goes out, the bad
-        # one is tried once more, and its repeated failure is logged at DEBUG
+        # the next insert wakes the daemon up: the good one goes out; the bad
+        # one is in the failed state and not tried again (issue #5)
         self.one("next@example.net", 1)
-        d.wait_log(r"^mailgend: DEBUG: .*bad@example\.net.*"
-                   r" \(repeated, ERROR logged once an hour\)")
+        st = d.wait_status(lambda s: s["sent"] == 2 and s["failed_groups"] == 1,
+                           what="sent 2, one failed group")
+        self.assertEqual(st["failed"], 1)
         self.assertEqual(len(self.log_lines(d, "ERROR")), 1, d.log_tail())
+        self.assertNotRegex(d.log(), r"bad@example\.net.*\(repeated")
         self.assertEqual(self.pending(), 1)
-        d.wait_status(lambda s: s["sent"] == 2 and s["failed"] == 2, what="sent 2, failed 2")
 
     def test_custom_notify_channel(self):
         PG.psql("postgres", "ALTER DATABASE %s SET mailgen.notify_channel = 'mg_other';"
@@ -630,21 +631,23 @@ class ResilienceTest(DaemonTestBase):
                       what="all sent, connected again")
         self.assertEqual(d.stop(), 0)
 
-    def test_safety_rescan_retries_a_refused_mail(self):
-        # a 4xx refusal is no server failure (no back-off); the periodic
-        # rescan tries the group again without any insert or flush
+    def test_refused_mail_is_deferred_and_retried_by_the_due_timer(self):
+        # a 4xx refusal is no server failure (no back-off of the daemon): the
+        # group is deferred by its own back-off, and the due timer tries it
+        # again without any insert, flush or rescan (issue #5)
         self.smtp.set_options({"reject_data": [451, "4.3.0 try again later"]})
-        d = self.daemon(rescan_interval_seconds=2)
+        d = self.daemon(self.config(delivery={"group_retry_min_seconds": 2}))
         PG.insert_event(self.db, [make_directive("refused@example.net", "report.txt")])
         d.wait_log(r"^mailgend: ERROR: mail to 'refused@example\.net' not sent "
-                   r"\(temporary failure\), will retry: ")
+                   r"\(temporary failure\), will retry at \S+ \(attempt 1\): ")
         self.assertEqual(self.pending(), 1)
         self.smtp.set_options({})
         t0 = time.monotonic()
         self.smtp.wait_for(1, timeout=10)
         self.assertLess(time.monotonic() - t0, 4.5)
         self.wait_all_linked()
-        self.assertIn("scan requested: periodic safety rescan", d.log())
+        self.assertIn("scan requested: a postponed group is due", d.log())
+        self.assertEqual(PG.scalar(self.db, "SELECT count(*) FROM mailgen_failed_groups"), "0")
         self.assertEqual(d.stop(), 0)
 
     def test_database_down_at_start(self):
@@ -825,8 +828,11 @@ class SmtpDownTest(DaemonTestBase):
         # nothing recorded, and hardly any ticket numbers used up
         self.assertEqual(self.sent_tickets(), [])
         self.assertEqual(self.pending(), 3)
+        # each mail built keeps its ticket in the outbox across attempts:
+        # at most one number per group, however many attempts
         drawn = mc.tickets_drawn(PG, self.db) - drawn0
-        self.assertLessEqual(drawn, self.WORKERS, "%d tickets drawn while down" % drawn)
+        self.assertLessEqual(drawn, len(rcpts), "%d tickets drawn while down" % drawn)
+        self.assertEqual(int(PG.scalar(self.db, "SELECT count(*) FROM mailgen_outbox")), drawn)
         errs = self.log_lines(d, "ERROR")
         self.assertTrue(any("will retry" in ln or "stay pending" in ln for ln in errs), errs)
 
@@ -838,7 +844,8 @@ class SmtpDownTest(DaemonTestBase):
         d.wait_log(r"mails are going out again")
         st = d.wait_status(lambda s: s["sent"] == 3, what="sent == 3")
         self.assertNotEqual(st["state"], "smtp-unavailable")
-        self.assertLessEqual(mc.tickets_drawn(PG, self.db) - drawn0, 3 + self.WORKERS)
+        # no number was spent without a mail
+        self.assertEqual(mc.tickets_drawn(PG, self.db) - drawn0, 3)
         self.assertEqual(d.stop(), 0)
 
 
