@@ -603,6 +603,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		if (r < 0) {
 			m->stats.errors++;
 			give_back_ticket(m, j);
+			/* the number goes to another mail: do not name it in this failure */
+			j->ticket[0] = '\0';
 			log_failure(m, j, "group for '%s' failed: %s", j->group->recipient_address,
 				    err.msg);
 			if (mg_db_broken(m->conn)) {
