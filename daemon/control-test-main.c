@@ -88,8 +88,9 @@ int daemon_failed_request(struct daemon *d, enum mg_ctl_cmd cmd, int64_t id, uns
 			  uint64_t token, char *msg, size_t msg_size)
 {
 	if (cmd == MG_CTL_FAILED) {
-		(void)snprintf(msg, msg_size, "1 failed, 1 deferred\n\n7  failed  stub@example.org\n"
-					      "8  deferred  stub@example.org\n");
+		(void)snprintf(msg, msg_size,
+			       "1 failed, 1 deferred\n\n7  failed  stub@example.org\n"
+			       "8  deferred  stub@example.org\n");
 		return 1;
 	}
 	if (id != 0 && id != 7 && id != 8) {

@@ -32,44 +32,67 @@ struct listener {
 	listener_notify_fn *notify;
 	void *arg;
 	/* connection settings (copies) */
-	char *keys_buf[8];
-	const char *keys[8], *vals[8];
+	char **keys, **vals; /* NULL-terminated, owned copies: a reload frees the config */
 	char channel[64];
 	int retry_min, retry_max, ping_sec;
 };
 
 static void listener_connect(struct listener *l);
 
-static void free_settings(struct listener *l)
+static void free_params(char **keys, char **vals)
 {
-	for (size_t i = 0; i < 8; i++) {
-		free(l->keys_buf[i]);
-		l->keys_buf[i] = NULL;
-		l->keys[i] = NULL;
-		l->vals[i] = NULL;
+	for (size_t i = 0; keys != NULL && keys[i] != NULL; i++) {
+		free(keys[i]);
+		free(vals[i]);
 	}
+	free(keys);
+	free(vals);
 }
 
+static void free_settings(struct listener *l)
+{
+	free_params(l->keys, l->vals);
+	l->keys = NULL;
+	l->vals = NULL;
+}
+
+/* Copy the connection settings; on failure the old ones stay. */
 static int copy_settings(struct listener *l, const struct mg_config *cfg)
 {
-	const char *k[] = { "dbname",		"user",		  "password", "host", "port",
-			    "application_name", "client_encoding" };
-	const char *v[] = { cfg->db_name, cfg->db_user, cfg->db_password,
-			    cfg->db_host, cfg->db_port, "mailgend-listen",
-			    "UTF8" };
+	const char **k = NULL, **v = NULL;
+	char **keys = NULL, **vals = NULL;
 	size_t n = 0;
+	int r = MG_ENOMEM;
 
-	free_settings(l);
-	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
-		if (v[i] == NULL)
-			continue;
-		l->keys_buf[n] = mg_strdup(v[i]);
-		if (l->keys_buf[n] == NULL)
-			return MG_ENOMEM;
-		l->keys[n] = k[i];
-		l->vals[n] = l->keys_buf[n];
+	if (mg_db_conn_params(cfg, "mailgend-listen", &k, &v) < 0)
+		return MG_ENOMEM;
+	while (k[n] != NULL)
 		n++;
+	keys = calloc(n + 1, sizeof(*keys));
+	vals = calloc(n + 1, sizeof(*vals));
+	if (keys == NULL || vals == NULL)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = mg_strdup(k[i]);
+		vals[i] = mg_strdup(v[i]);
+		if (keys[i] == NULL || vals[i] == NULL) {
+			free(keys[i]); /* free_params stops at the first NULL key */
+			free(vals[i]);
+			keys[i] = NULL;
+			goto out;
+		}
 	}
+	free_settings(l);
+	l->keys = keys;
+	l->vals = vals;
+	keys = vals = NULL;
+	r = MG_OK;
+out:
+	free(k);
+	free(v);
+	free_params(keys, vals);
+	if (r < 0)
+		return r;
 	(void)snprintf(l->channel, sizeof(l->channel), "%s", cfg->notify_channel);
 	l->retry_min = cfg->retry_min_sec;
 	l->retry_max = cfg->retry_max_sec;
@@ -249,7 +272,8 @@ static void on_connect_io(evutil_socket_t fd, short what, void *arg)
 
 static void listener_connect(struct listener *l)
 {
-	l->conn = PQconnectStartParams(l->keys, l->vals, 0);
+	l->conn =
+		PQconnectStartParams((const char *const *)l->keys, (const char *const *)l->vals, 0);
 	if (l->conn == NULL) {
 		listener_lost(l, "out of memory");
 		return;

@@ -153,6 +153,21 @@ static bool should_stop(struct pool *p)
 	return s;
 }
 
+/*
+ * A scan in progress ends early when the pool is stopping or held (a
+ * back-off discarded the queued batches: groups pushed now would go to
+ * the probes in the old scan's order, not outbox mails first).
+ */
+static bool scan_should_end(struct pool *p)
+{
+	bool s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->stopping || p->held;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
 static void thread_exit(struct pool *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -188,8 +203,9 @@ static int list_failed(PGconn *conn, struct mg_buf *out, struct mg_err *err)
 	for (size_t i = 0; i < l.n; i++) {
 		const struct mg_failed_group *f = &l.items[i];
 
-		(void)mg_buf_addf(out, "\n%lld  %s  %.200s  template %.100s  %zu directives, %d "
-				       "attempts\n",
+		(void)mg_buf_addf(out,
+				  "\n%lld  %s  %.200s  template %.100s  %zu directives, %d "
+				  "attempts\n",
 				  (long long)f->id, f->permanent ? "failed" : "deferred",
 				  f->recipient_address, f->template_name, f->n_directives,
 				  f->attempts);
@@ -231,8 +247,9 @@ static void run_action(PGconn *conn, const struct action *a, struct pool_answer 
 			mg_log(LOG_INFO, NULL,
 			       "%zu failed groups released for retry (id %lld, asked by uid %u)",
 			       done, (long long)a->id, a->uid);
-			(void)mg_buf_addf(&text, "%zu failed groups released; they are sent at the "
-						 "next scan",
+			(void)mg_buf_addf(&text,
+					  "%zu failed groups released; they are sent at the "
+					  "next scan",
 					  done);
 		}
 		break;
@@ -320,6 +337,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	struct mg_err err = { 0 };
 	struct timespec ts;
 	size_t n = 0;
+	bool ended = false;
 	int64_t now;
 	int r;
 
@@ -339,6 +357,10 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 		for (size_t i = 0; i < n; i++) {
 			struct mg_group *g = &groups[i];
 
+			if (ended) {
+				mg_group_release(g);
+				continue;
+			}
 			c->groups++;
 			c->directives += g->n_directives;
 			if (!mg_group_is_due(g, now)) {
@@ -362,20 +384,21 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			b->groups[b->n++] = *g; /* moved */
 			memset(g, 0, sizeof(*g));
 			if (b->n == per) {
-				if (!workq_push(p->q, b))
-					r = MG_ETEMP; /* closed: stopping */
+				/* refused when stopping or held: the groups stay pending */
+				ended = !workq_push(p->q, b) || scan_should_end(p);
 				b = NULL;
 			}
 		}
 		free(groups);
 		groups = NULL;
-		if (should_stop(p))
+		if (ended || scan_should_end(p))
 			break;
 	}
-	if (b != NULL) {
-		(void)workq_push(p->q, b);
-		b = NULL;
-	}
+	if (b != NULL && (ended || scan_should_end(p)))
+		batch_free(b); /* its groups stay pending for the next scan */
+	else if (b != NULL)
+		(void)workq_push(p->q, b); /* refused: its groups stay pending */
+	b = NULL;
 	if (r < 0 && !should_stop(p)) {
 		c->db_failed = mg_db_broken(*conn) || r == MG_ETEMP;
 		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
@@ -500,6 +523,12 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 		if (mg_mailer_stats(w->mailer)->next_due < next_due)
 			next_due = mg_mailer_stats(w->mailer)->next_due;
 		if (r < 0) {
+			/*
+			 * Hold the queue at once, before the main thread hears of
+			 * it: a batch taken meanwhile would build new mails (and
+			 * draw tickets) for a server that is down.
+			 */
+			pool_hold(p, true);
 			if (mg_db_broken(w->conn)) {
 				c->db_failed = true;
 				(void)snprintf(c->error, sizeof(c->error), "%s",

@@ -50,9 +50,9 @@ struct completion {
 	bool smtp_failed;	      /* the SMTP server could not be used */
 	bool db_failed;		      /* the database could not be used */
 	char error[512];	      /* "" or what went wrong */
-	struct mg_failed_list failed;  /* DONE_SCAN: failed and deferred groups; owned */
-	bool failed_listed;	       /* DONE_SCAN: failed is filled in */
-	struct pool_answer *answers;   /* DONE_ACTIONS: owned */
+	struct mg_failed_list failed; /* DONE_SCAN: failed and deferred groups; owned */
+	bool failed_listed;	      /* DONE_SCAN: failed is filled in */
+	struct pool_answer *answers;  /* DONE_ACTIONS: owned */
 	size_t n_answers;
 	struct completion *next;
 };

@@ -51,9 +51,9 @@ void workq_free(struct workq *q)
 bool workq_push(struct workq *q, struct batch *b)
 {
 	pthread_mutex_lock(&q->lock);
-	while (!q->closed && q->len >= q->capacity)
+	while (!q->closed && !q->held && q->len >= q->capacity)
 		pthread_cond_wait(&q->not_full, &q->lock);
-	if (q->closed) {
+	if (q->closed || q->held) {
 		pthread_mutex_unlock(&q->lock);
 		batch_free(b);
 		return false;
@@ -98,6 +98,8 @@ void workq_hold(struct workq *q, bool hold)
 	q->held = hold;
 	if (!hold)
 		pthread_cond_broadcast(&q->not_empty);
+	else
+		pthread_cond_broadcast(&q->not_full); /* pushers give up */
 	pthread_mutex_unlock(&q->lock);
 }
 

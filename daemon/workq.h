@@ -27,7 +27,9 @@ void workq_free(struct workq *q);
 
 /*
  * Queue a batch, waiting while the queue is full.  Takes ownership of b
- * even on failure.  Returns false (and frees b) once the queue was closed.
+ * even on failure.  Returns false (and frees b) once the queue was closed,
+ * or while it is held: batches made before a hold would be handed out in
+ * a stale order when it ends.
  */
 bool workq_push(struct workq *q, struct batch *b);
 

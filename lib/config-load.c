@@ -1,10 +1,13 @@
 /* lib/config-load.c - reading the config files from disk (I/O half of lib/config.c) */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "config.h"
 #include "mg-buf.h"
@@ -46,6 +49,40 @@ static int read_file(const char *path, struct mg_buf *out, struct mg_err *err)
 		}
 	}
 	close(fd);
+	return r;
+}
+
+/*
+ * Check the further database.event keys against the keywords of the libpq
+ * we are linked with, so that a typo stops the start with the file and the
+ * key instead of a connection error later (and no guessed keyword is ever
+ * passed on).  Debug options (dispchar "D") are not for configuration.
+ */
+static int check_db_keywords(const struct mg_config *cfg, struct mg_err *err)
+{
+	PQconninfoOption *opts;
+	int r = MG_OK;
+
+	if (cfg->n_db_params == 0)
+		return MG_OK;
+	opts = PQconndefaults();
+	if (opts == NULL)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->n_db_params && r == MG_OK; i++) {
+		const struct mg_db_param *p = &cfg->db_params[i];
+		bool known = false;
+
+		for (const PQconninfoOption *o = opts; o->keyword != NULL && !known; o++)
+			known = strcmp(o->keyword, p->keyword) == 0 &&
+				(o->dispchar == NULL || strchr(o->dispchar, 'D') == NULL);
+		if (!known)
+			r = mg_err_set(
+				err, MG_ECONFIG,
+				"%s: 'database.event.%.64s': not a libpq connection keyword "
+				"(see \"Parameter Key Words\" in the PostgreSQL documentation)",
+				p->file, p->keyword);
+	}
+	PQconninfoFree(opts);
 	return r;
 }
 
@@ -97,6 +134,11 @@ int mg_config_load(struct mg_config *cfg, const char *path_override, struct mg_e
 		goto out;
 	}
 	r = mg_config_parse(cfg, srcs, n, err);
+	if (r == MG_OK) {
+		r = check_db_keywords(cfg, err);
+		if (r < 0)
+			mg_config_release(cfg);
+	}
 out:
 	mg_buf_release(&text[0]);
 	mg_buf_release(&text[1]);

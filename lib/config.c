@@ -91,6 +91,23 @@ static const struct cf_key cf_keys[] = {
 	  3600 },
 };
 
+/*
+ * database.event keys other than the original five go to libpq as they are
+ * (the original hands psycopg2 the connection parameters).  These libpq
+ * keywords are refused: two are spelt differently in the original's keys,
+ * and mailgen depends on UTF8.
+ */
+#define DB_EVENT_PREFIX "database.event."
+#define DB_KEY_SHOWN	64
+static const struct {
+	const char *keyword;
+	const char *why;
+} db_refused[] = {
+	{ "dbname", "write the database name as 'database.event.name'" },
+	{ "user", "write the role as 'database.event.username'" },
+	{ "client_encoding", "mailgen always talks UTF8 with the server" },
+};
+
 /* Keys of the original that we accept and do not use (yet): no warning. */
 static const char *const cf_ignored[] = {
 	"script_directory",
@@ -128,6 +145,12 @@ void mg_config_release(struct mg_config *cfg)
 		if (k->type == CF_STR || k->type == CF_STR0 || k->type == CF_PORT)
 			free(*(char **)(void *)((char *)cfg + k->off));
 	}
+	for (size_t i = 0; i < cfg->n_db_params; i++) {
+		free(cfg->db_params[i].keyword);
+		free(cfg->db_params[i].value);
+		free(cfg->db_params[i].file);
+	}
+	free(cfg->db_params);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
@@ -470,6 +493,9 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 
 static bool known_path(const char *path)
 {
+	/* any other key of database.event is a libpq keyword (db_params_parse) */
+	if (strncmp(path, DB_EVENT_PREFIX, strlen(DB_EVENT_PREFIX)) == 0)
+		return true;
 	for (size_t i = 0; i < sizeof(cf_keys) / sizeof(cf_keys[0]); i++)
 		if (strcmp(cf_keys[i].path, path) == 0)
 			return true;
@@ -555,6 +581,112 @@ static int key_path_fail(struct mg_err *err, int r, const char *file)
 			  CF_PATH_MAX);
 }
 
+const char *mg_config_db_param(const struct mg_config *cfg, const char *keyword)
+{
+	for (size_t i = 0; i < cfg->n_db_params; i++)
+		if (strcmp(cfg->db_params[i].keyword, keyword) == 0)
+			return cfg->db_params[i].value;
+	return NULL;
+}
+
+static bool db_original_key(const char *key)
+{
+	static const char *const original[] = { "name", "username", "password", "host", "port" };
+
+	for (size_t i = 0; i < sizeof(original) / sizeof(original[0]); i++)
+		if (strcmp(original[i], key) == 0)
+			return true;
+	return false;
+}
+
+static int db_param_add(struct mg_config *cfg, const char *key, const char *value, const char *file)
+{
+	struct mg_db_param *p = mg_realloc(cfg->db_params, (cfg->n_db_params + 1) * sizeof(*p));
+
+	if (p == NULL)
+		return MG_ENOMEM;
+	cfg->db_params = p;
+	p += cfg->n_db_params;
+	p->keyword = mg_strdup(key);
+	p->value = mg_strdup(value);
+	p->file = mg_strdup(file);
+	if (p->keyword == NULL || p->value == NULL || p->file == NULL) {
+		free(p->keyword);
+		free(p->value);
+		free(p->file);
+		return MG_ENOMEM;
+	}
+	cfg->n_db_params++;
+	return MG_OK;
+}
+
+/*
+ * Collect the libpq keywords of database.event.  A value is a string (no
+ * NUL) or an integer (connect_timeout: 10, as psycopg2 takes it); the
+ * value is never shown in a message, as it may be secret (sslpassword).
+ */
+static int db_params_parse(struct mg_config *cfg, const struct merge *m, struct mg_err *err)
+{
+	struct mg_buf path = MG_BUF_INIT(CF_PATH_MAX);
+	struct json_object *event;
+	char bad[128], digits[32];
+	int r = MG_OK;
+
+	event = lookup(m->root, "database.event", bad, sizeof(bad));
+	if (event == NULL || !json_object_is_type(event, json_type_object))
+		return MG_OK; /* missing or not an object: reported with its keys */
+	json_object_object_foreach(event, key, v)
+	{
+		const char *file, *s;
+
+		if (db_original_key(key))
+			continue;
+		mg_buf_reset(&path);
+		r = mg_buf_addf(&path, DB_EVENT_PREFIX "%s", key);
+		if (r < 0) {
+			r = key_path_fail(err, r, m->last_path != NULL ? m->last_path : "(config)");
+			break;
+		}
+		file = origin_of(m, mg_buf_str(&path));
+		for (size_t i = 0; i < sizeof(db_refused) / sizeof(db_refused[0]); i++) {
+			if (strcmp(db_refused[i].keyword, key) == 0) {
+				r = mg_err_set(err, MG_ECONFIG, "%s: '" DB_EVENT_PREFIX "%s': %s",
+					       file, key, db_refused[i].why);
+				goto out;
+			}
+		}
+		if (json_object_is_type(v, json_type_int)) {
+			(void)snprintf(digits, sizeof(digits), "%lld",
+				       (long long)json_object_get_int64(v));
+			s = digits;
+		} else if (json_object_is_type(v, json_type_string)) {
+			s = json_object_get_string(v);
+			if (strlen(s) != (size_t)json_object_get_string_len(v)) {
+				r = mg_err_set(err, MG_ECONFIG,
+					       "%s: '" DB_EVENT_PREFIX
+					       "%.*s': string contains a NUL byte",
+					       file, DB_KEY_SHOWN, key);
+				goto out;
+			}
+		} else {
+			r = mg_err_set(
+				err, MG_ECONFIG,
+				"%s: '" DB_EVENT_PREFIX
+				"%.*s': expected a string or an integer (a libpq connection parameter), got %s",
+				file, DB_KEY_SHOWN, key, json_type_word(v));
+			goto out;
+		}
+		r = db_param_add(cfg, key, s, file);
+		if (r < 0) {
+			r = mg_err_set(err, r, "%s: out of memory", file);
+			goto out;
+		}
+	}
+out:
+	mg_buf_release(&path);
+	return r;
+}
+
 int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, size_t n_srcs,
 		    struct mg_err *err)
 {
@@ -599,7 +731,9 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 				       origin_of(&m, bad), bad);
 			goto out;
 		}
-		if (v == NULL && k->required) {
+		if (v == NULL && k->required &&
+		    !(k->off == OFF(db_name) &&
+		      lookup(m.root, DB_EVENT_PREFIX "service", bad, sizeof(bad)) != NULL)) {
 			r = mg_err_set(err, MG_ECONFIG, "%s: '%s': missing, required", where,
 				       k->path);
 			goto out;
@@ -608,6 +742,9 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 		if (r < 0)
 			goto out;
 	}
+	r = db_params_parse(cfg, &m, err);
+	if (r < 0)
+		goto out;
 	if (cfg->always_sign && (cfg->signing_key == NULL || cfg->signing_key[0] == '\0')) {
 		r = mg_err_set(
 			err, MG_ECONFIG,

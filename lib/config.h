@@ -11,18 +11,36 @@
 #define MG_CONFIG_USER_PATH   ".intelmq/intelmq-mailgen.conf" /* below $HOME */
 
 /*
+ * A further libpq connection keyword of database.event (sslmode, service,
+ * passfile, ...), passed to libpq as it is.  The value may be secret
+ * (sslpassword): never log it.
+ */
+struct mg_db_param {
+	char *keyword;
+	char *value; /* an integer in the file is stored as its decimal text */
+	char *file;  /* the file that set it, for messages */
+};
+
+/*
  * The settings.  Keys of the original keep their meaning (docs/config.md);
  * our own settings live in new top-level objects ("delivery").  Strings
  * are owned by the struct; NULL means "not set" where the key is optional.
  */
 struct mg_config {
 	/* database.event.* and database.additional_directive_where */
-	char *db_name;
+	char *db_name; /* required unless database.event.service is set */
 	char *db_user;
 	char *db_password; /* never logged */
 	char *db_host;
 	char *db_port; /* libpq takes the port as text; checked 1..65535 */
 	char *additional_directive_where;
+	/*
+	 * Every other key of database.event: a libpq connection keyword, in
+	 * the order of the file.  mg_config_parse() only checks the form;
+	 * mg_config_load() checks the names against libpq (PQconndefaults).
+	 */
+	struct mg_db_param *db_params;
+	size_t n_db_params;
 	/* openpgp.* (all three required, as in the original) */
 	char *gnupg_home;
 	bool always_sign;
@@ -92,9 +110,16 @@ void mg_config_release(struct mg_config *cfg);
 /*
  * Read the files and parse them: path_override (from -c) alone when given,
  * else /etc/intelmq/intelmq-mailgen.conf and $HOME/.intelmq/... (each only
- * if it exists; none at all is an error).  Does I/O (lib/config-load.c).
+ * if it exists; none at all is an error).  Then check the names of the
+ * further database.event keys against the keywords the linked libpq knows
+ * (PQconndefaults), so that a typo such as "sslmod" stops the start with
+ * file and key instead of failing at the first connection.  Does I/O
+ * (lib/config-load.c).
  */
 int mg_config_load(struct mg_config *cfg, const char *path_override, struct mg_err *err);
+
+/* The value of a database.event keyword other than the original five, or NULL.  Borrowed. */
+const char *mg_config_db_param(const struct mg_config *cfg, const char *keyword);
 
 /* syslog priority for a logging_level name ("DEBUG", "INFO", ...), or -1. */
 int mg_config_level(const char *name);

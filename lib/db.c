@@ -100,14 +100,18 @@ static int check_schema(PGconn *conn, const char *db_name, struct mg_err *err)
 	return r;
 }
 
-int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
-		  struct mg_err *err)
+int mg_db_conn_params(const struct mg_config *cfg, const char *application_name,
+		      const char ***ret_keys, const char ***ret_vals)
 {
-	const char *keys[8], *vals[8];
-	PGconn *conn;
-	size_t n = 0;
-	int r;
+	size_t max = cfg->n_db_params + 8, n = 0;
+	const char **keys = calloc(max, sizeof(*keys));
+	const char **vals = calloc(max, sizeof(*vals));
 
+	if (keys == NULL || vals == NULL) {
+		free(keys);
+		free(vals);
+		return MG_ENOMEM;
+	}
 #define KV(k, v)                       \
 	do {                           \
 		if ((v) != NULL) {     \
@@ -116,17 +120,48 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 			n++;           \
 		}                      \
 	} while (0)
+	KV("fallback_application_name", application_name);
 	KV("dbname", cfg->db_name);
 	KV("user", cfg->db_user);
 	KV("password", cfg->db_password);
 	KV("host", cfg->db_host);
 	KV("port", cfg->db_port);
-	KV("application_name", application_name);
+	for (size_t i = 0; i < cfg->n_db_params; i++)
+		KV(cfg->db_params[i].keyword, cfg->db_params[i].value);
+	/* last: with expand_dbname 0 a later keyword wins (config.c refuses it anyway) */
 	KV("client_encoding", "UTF8");
 #undef KV
-	keys[n] = NULL;
-	vals[n] = NULL;
+	*ret_keys = keys;
+	*ret_vals = vals;
+	return MG_OK;
+}
+
+/* How messages name the database: its name, else the service, else libpq's default. */
+static void db_what(const struct mg_config *cfg, char *buf, size_t size)
+{
+	const char *service = mg_config_db_param(cfg, "service");
+
+	if (cfg->db_name != NULL)
+		(void)snprintf(buf, size, "database '%.100s'", cfg->db_name);
+	else if (service != NULL)
+		(void)snprintf(buf, size, "database of service '%.100s'", service);
+	else
+		(void)snprintf(buf, size, "database");
+}
+
+int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGconn **ret_conn,
+		  struct mg_err *err)
+{
+	const char **keys = NULL, **vals = NULL;
+	char what[160];
+	PGconn *conn;
+	int r;
+
+	if (mg_db_conn_params(cfg, application_name, &keys, &vals) < 0)
+		return mg_err_set(err, MG_ENOMEM, "database: out of memory");
 	conn = PQconnectdbParams(keys, vals, 0);
+	free(keys);
+	free(vals);
 	if (conn == NULL)
 		return mg_err_set(err, MG_ENOMEM, "database: out of memory");
 	if (PQstatus(conn) != CONNECTION_OK) {
@@ -134,8 +169,8 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 		/* libpq's message may span lines; keep the first */
 		size_t len = strcspn(m, "\n");
 
-		r = mg_err_set(err, MG_ETEMP, "cannot connect to database '%s': %.*s", cfg->db_name,
-			       (int)len, m);
+		db_what(cfg, what, sizeof(what));
+		r = mg_err_set(err, MG_ETEMP, "cannot connect to %s: %.*s", what, (int)len, m);
 		PQfinish(conn);
 		return r;
 	}

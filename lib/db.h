@@ -16,8 +16,23 @@
 #include "ticket.h"
 
 /*
- * Connect with the settings of database.event.* (libpq defaults and PG*
- * variables fill in what is not set).  The connection is in autocommit
+ * The libpq connection parameters of cfg as NULL-terminated keyword and
+ * value arrays for PQconnectdbParams() (expand_dbname 0): the original's
+ * database.event keys (name, username, password, host, port) under their
+ * libpq names, every further keyword of database.event, then
+ * client_encoding UTF8.  application_name (may be NULL) is passed as
+ * fallback_application_name, so an application_name of the operator wins.
+ * Keys not set are left out, so libpq's defaults and the PG* environment
+ * variables (PGPASSFILE, PGSERVICEFILE, PGSSLMODE, ...) apply.
+ *
+ * *ret_keys and *ret_vals are malloc'd arrays (free() both) of strings
+ * borrowed from cfg.  Values may be secret: never log them.
+ */
+int mg_db_conn_params(const struct mg_config *cfg, const char *application_name,
+		      const char ***ret_keys, const char ***ret_vals);
+
+/*
+ * Connect with the settings of database.event.* (mg_db_conn_params).  The connection is in autocommit
  * mode with client_encoding UTF8.  Returns MG_ETEMP when the server
  * cannot be reached or refuses us (libpq does not tell authentication
  * failures apart from an unreachable server reliably), MG_ECONFIG when the

@@ -732,6 +732,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 			char what[300];
 
 			/* bad data or a bad template: retrying the same will not help */
+			j->ticket[0] = '\0'; /* no mail carries the number drawn for it */
 			(void)snprintf(what, sizeof(what), "group for '%.200s' cannot be mailed",
 				       j->group->recipient_address);
 			record_failure(m, j, true, what, err.msg);
@@ -739,6 +740,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		}
 		if (r < 0) {
 			m->stats.errors++;
+			/* no mail carries the number drawn for it: do not name it */
+			j->ticket[0] = '\0';
 			log_failure(m, j, "group for '%s' failed, will retry: %s",
 				    j->group->recipient_address, err.msg);
 			if (mg_db_broken(m->conn)) {

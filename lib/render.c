@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hdr.h"
 #include "mg-alloc.h"
 #include "mg-buf.h"
 #include "render.h"
@@ -57,6 +58,25 @@ int mg_render(const struct mg_render_in *in, struct mg_rendered *ret, struct mg_
 	struct subst s;
 	int r;
 
+	/*
+	 * Aggregate values go into subject and body, which are declared UTF-8;
+	 * a database with encoding SQL_ASCII can hold any bytes.
+	 */
+	for (size_t i = 0; i < in->group->n_agg; i++) {
+		const struct mg_kv *kv = &in->group->agg[i];
+
+		if (!mg_utf8_valid(kv->key, strlen(kv->key))) {
+			r = mg_err_set(err, MG_EINPUT,
+				       "aggregate identifier: key %zu is not valid UTF-8", i + 1);
+			goto out;
+		}
+		if (!mg_utf8_valid(kv->value, strlen(kv->value))) {
+			r = mg_err_set(err, MG_EINPUT,
+				       "aggregate identifier '%s': value is not valid UTF-8",
+				       kv->key);
+			goto out;
+		}
+	}
 	r = mg_template_split(in->template_text, in->template_len, &tmpl_subject, &tmpl_body, err);
 	if (r < 0) {
 		mg_err_prefix(err, "template '%s': ", in->template_name);

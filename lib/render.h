@@ -39,7 +39,9 @@ struct mg_rendered {
  * events, and substitute, in this order of precedence (later wins):
  * ticket_number, events_as_csv ("" when attached), then every key of the
  * aggregate identifier.  Unknown names and stray "$" fail with MG_EINPUT,
- * the message naming the template and the place.  Pure.
+ * the message naming the template and the place; so do an aggregate key or
+ * value or an event cell that is not valid UTF-8 (the mail is declared
+ * UTF-8; a database with encoding SQL_ASCII can hold any bytes).  Pure.
  */
 int mg_render(const struct mg_render_in *in, struct mg_rendered *ret, struct mg_err *err);
 

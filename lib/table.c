@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "hdr.h"
 #include "table.h"
 
 const struct mg_column mg_table_fallback_columns[] = {
@@ -88,7 +89,18 @@ int mg_table_csv(struct mg_buf *out, const struct mg_column *cols, size_t n_cols
 		return fail(err, r, out, 0, n_rows);
 	for (size_t row = 0; row < n_rows; row++) {
 		for (size_t col = 0; col < n_cols; col++) {
-			r = add_field(out, col == 0, cells[row * n_cols + col], guard);
+			const char *cell = cells[row * n_cols + col];
+
+			/*
+			 * A database with encoding SQL_ASCII hands us any bytes; the
+			 * part is declared UTF-8, so refuse rather than mislabel.
+			 */
+			if (cell != NULL && !mg_utf8_valid(cell, strlen(cell)))
+				return mg_err_set(
+					err, MG_EINPUT,
+					"event row %zu of %zu, field '%s': not valid UTF-8",
+					row + 1, n_rows, cols[col].field);
+			r = add_field(out, col == 0, cell, guard);
 			if (r < 0)
 				return fail(err, r, out, row + 1, n_rows);
 		}

@@ -30,8 +30,14 @@ enum {
  * "" (an empty quoted field).  Cell text is written as given (the caller
  * has formatted time.source and the like).
  *
- * Returns MG_OK, MG_ENOMEM, or MG_EINPUT when out would exceed its cap
- * (err names the row).  Pure.
+ * A cell that is not valid UTF-8 is refused (the part is declared UTF-8).
+ * Control characters are written as they are: the field is quoted, and the
+ * MIME layer encodes them (quoted-printable), so they cannot end a row or
+ * a part early.
+ *
+ * Returns MG_OK, MG_ENOMEM, or MG_EINPUT when a cell is not valid UTF-8 or
+ * out would exceed its cap (err names the row and, for a cell, the field).
+ * Pure.
  */
 int mg_table_csv(struct mg_buf *out, const struct mg_column *cols, size_t n_cols,
 		 const char *const *cells, size_t n_rows, unsigned flags, struct mg_err *err);

@@ -233,8 +233,18 @@ class PgCluster:
     ("postgres", superuser, trust auth), datadir, logfile, pid (postmaster).
     """
 
-    def __init__(self, port=None, start=True):
+    def __init__(self, port=None, start=True, listen="", conf=None, hba=None, files=None):
+        """listen: listen_addresses ('' = unix socket only); conf: extra
+        postgresql.conf settings {name: value}, where "{base}" in a string
+        value stands for the cluster's directory; hba: the text of
+        pg_hba.conf (default: initdb's, trust); files: {name: bytes} written
+        into the cluster's directory, owned by postgres with mode 0600
+        (certificates and keys: ssl_cert_file="{base}/server.crt")."""
         self.port = port or random.randint(20000, 59999)
+        self.listen = listen
+        self.conf = dict(conf or {})
+        self.hba = hba
+        self.files = dict(files or {})
         self.user = "postgres"
         self.base = None
         self.host = None
@@ -277,6 +287,25 @@ class PgCluster:
                                "-D", self.datadir])
         if r.returncode != 0:
             raise HarnessError("initdb failed: %s%s" % (r.stdout, r.stderr))
+        for name, data in self.files.items():
+            path = self.path(name)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, 0o600)
+            os.chown(path, self._pw.pw_uid, self._pw.pw_gid)
+        if self.conf:
+            with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+                for k, v in self.conf.items():
+                    if isinstance(v, str):
+                        v = sql_literal(v.replace("{base}", self.base))
+                    f.write("%s = %s\n" % (k, v))
+        if self.hba is not None:
+            with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
+                f.write(self.hba)
+
+    def path(self, name):
+        """A path in the cluster's directory (for files=...)."""
+        return os.path.join(self.base, name)
 
     def start(self, timeout=60):
         """Start the cluster (initialising it on first use)."""
@@ -287,8 +316,8 @@ class PgCluster:
         # fsync=off: a crash of the server process (stop("immediate")) keeps
         # every committed transaction, only an OS crash would lose data.
         # (Not synchronous_commit=off: that could lose commits on stop().)
-        opts = ("-k %s -c listen_addresses='' -c fsync=off -c full_page_writes=off -p %d"
-                % (self.host, self.port))
+        opts = ("-k %s -c listen_addresses='%s' -c fsync=off -c full_page_writes=off -p %d"
+                % (self.host, self.listen, self.port))
         r = self._as_postgres([os.path.join(PG_BINDIR, "pg_ctl"), "-D", self.datadir,
                                "-l", self.logfile, "-w", "-t", str(int(timeout)),
                                "-o", opts, "start"], timeout=timeout + 10)

@@ -140,7 +140,7 @@ static void test_unknown_keys_warn(void **state)
 {
 	static const char text[] =
 		"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false, \"signing_key\": \"\"},"
-		" \"database\": {\"event\": {\"name\": \"e\", \"sslmodus\": \"x\"}},"
+		" \"database\": {\"event\": {\"name\": \"e\"}, \"other\": 1},"
 		" \"template_dir\": \"/t\", \"sender\": \"a@b.example\", \"script_directory\": \"/s\","
 		" \"colour\": 1}";
 	struct mg_config cfg;
@@ -148,8 +148,7 @@ static void test_unknown_keys_warn(void **state)
 
 	assert_int_equal(parse1(&cfg, text, &err), MG_OK);
 	assert_int_equal(cfg.n_warnings, 2);
-	assert_string_equal(cfg.warnings[0],
-			    "/etc/m.conf: unknown key 'database.event.sslmodus', ignoring");
+	assert_string_equal(cfg.warnings[0], "/etc/m.conf: unknown key 'database.other', ignoring");
 	assert_string_equal(cfg.warnings[1], "/etc/m.conf: unknown key 'colour', ignoring");
 	assert_false(cfg.always_sign);
 	mg_config_release(&cfg);
@@ -207,6 +206,115 @@ static void test_unknown_long_keys(void **state)
 	mg_config_release(&cfg);
 }
 
+#define DB_BASE                                                                                  \
+	"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false, \"signing_key\": \"\"}," \
+	" \"template_dir\": \"/t\", \"sender\": \"a@b.example\", \"database\": {\"event\": {"
+
+/*
+ * Further keys of database.event are libpq keywords, kept in file order with
+ * their file; strings and integers are accepted, and no warning is given
+ * (whether libpq knows the name is checked by mg_config_load).
+ */
+static void test_db_params(void **state)
+{
+	static const char text[] =
+		DB_BASE "\"name\": \"ev\", \"port\": 5433, \"sslmode\": \"verify-full\","
+			" \"sslrootcert\": \"/etc/ssl/ca.pem\", \"connect_timeout\": 10,"
+			" \"passfile\": \"/p\", \"options\": \"-c statement_timeout=5s\","
+			" \"target_session_attrs\": \"read-write\", \"gssencmode\": \"disable\","
+			" \"sslpassword\": \"\"}}}";
+	static const char *const want[][2] = {
+		{ "sslmode", "verify-full" },
+		{ "sslrootcert", "/etc/ssl/ca.pem" },
+		{ "connect_timeout", "10" },
+		{ "passfile", "/p" },
+		{ "options", "-c statement_timeout=5s" },
+		{ "target_session_attrs", "read-write" },
+		{ "gssencmode", "disable" },
+		{ "sslpassword", "" },
+	};
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(parse1(&cfg, text, &err), MG_OK);
+	assert_string_equal(cfg.db_name, "ev");
+	assert_string_equal(cfg.db_port, "5433");
+	assert_int_equal(cfg.n_warnings, 0);
+	assert_int_equal(cfg.n_db_params, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < cfg.n_db_params; i++) {
+		assert_string_equal(cfg.db_params[i].keyword, want[i][0]);
+		assert_string_equal(cfg.db_params[i].value, want[i][1]);
+		assert_string_equal(cfg.db_params[i].file, "/etc/m.conf");
+	}
+	assert_string_equal(mg_config_db_param(&cfg, "connect_timeout"), "10");
+	assert_null(mg_config_db_param(&cfg, "service"));
+	mg_config_release(&cfg);
+}
+
+/* With a service, the database name may come from the service file. */
+static void test_db_service(void **state)
+{
+	static const char user[] = "{\"database\": {\"event\": {\"service\": \"mg\"}}}";
+	static const char text[] = DB_BASE "\"service\": \"mg\"}}}";
+	struct mg_config_src srcs[2] = { { "/etc/m.conf", GOOD, strlen(GOOD) },
+					 { "/home/u/m.conf", user, strlen(user) } };
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(parse1(&cfg, text, &err), MG_OK);
+	assert_null(cfg.db_name);
+	assert_string_equal(mg_config_db_param(&cfg, "service"), "mg");
+	mg_config_release(&cfg);
+
+	/* merged one level deep: the user file's database.event replaces the system's */
+	assert_int_equal(mg_config_parse(&cfg, srcs, 2, &err), MG_OK);
+	assert_null(cfg.db_name);
+	assert_null(cfg.db_user);
+	assert_int_equal(cfg.n_db_params, 1);
+	assert_string_equal(cfg.db_params[0].file, "/home/u/m.conf");
+	mg_config_release(&cfg);
+}
+
+static void test_db_params_bad(void **state)
+{
+	static const struct {
+		const char *keys;
+		const char *want;
+	} cases[] = {
+		{ "\"sslmode\": \"x\"", "/etc/m.conf: 'database.event.name': missing, required" },
+		{ "\"name\": \"e\", \"sslmode\": true",
+		  "/etc/m.conf: 'database.event.sslmode': expected a string or an integer (a libpq "
+		  "connection parameter), got a boolean" },
+		{ "\"name\": \"e\", \"connect_timeout\": 1.5",
+		  "'database.event.connect_timeout': expected a string or an integer" },
+		{ "\"name\": \"e\", \"options\": [\"-c\"]",
+		  "'database.event.options': expected a string or an integer (a libpq connection "
+		  "parameter), got an array" },
+		{ "\"name\": \"e\", \"sslkey\": \"a\\u0000b\"",
+		  "'database.event.sslkey': string contains a NUL byte" },
+		{ "\"name\": \"e\", \"dbname\": \"x\"",
+		  "/etc/m.conf: 'database.event.dbname': write the database name as "
+		  "'database.event.name'" },
+		{ "\"name\": \"e\", \"user\": \"x\"", "'database.event.user': write the role as" },
+		{ "\"name\": \"e\", \"client_encoding\": \"LATIN1\"",
+		  "'database.event.client_encoding': mailgen always talks UTF8" },
+		{ "\"name\": \"e\", \"port\": \"54x\"",
+		  "'database.event.port': expected an integer 1..65535" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[1024];
+		struct mg_config cfg;
+		struct mg_err err = { 0 };
+
+		(void)snprintf(text, sizeof(text), DB_BASE "%s}}}", cases[i].keys);
+		print_message("case %zu: %s\n", i, cases[i].keys);
+		assert_int_equal(parse1(&cfg, text, &err), MG_ECONFIG);
+		if (strstr(err.msg, cases[i].want) == NULL)
+			fail_msg("got \"%s\", want \"%s\"", err.msg, cases[i].want);
+	}
+}
+
 static void test_always_sign_needs_key(void **state)
 {
 	static const char text[] =
@@ -229,7 +337,10 @@ static void test_torture(void **state)
 		int r;
 
 		mg_alloc_fail_after(n);
-		r = parse1(&cfg, GOOD, &err);
+		r = parse1(&cfg,
+			   DB_BASE
+			   "\"name\": \"e\", \"sslmode\": \"require\", \"connect_timeout\": 5}}}",
+			   &err);
 		mg_alloc_fail_after(-1);
 		if (r == MG_OK) {
 			mg_config_release(&cfg);
@@ -249,6 +360,9 @@ int main(void)
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_unknown_keys_warn),
 		cmocka_unit_test(test_unknown_long_keys),
+		cmocka_unit_test(test_db_params),
+		cmocka_unit_test(test_db_service),
+		cmocka_unit_test(test_db_params_bad),
 		cmocka_unit_test(test_always_sign_needs_key),
 		cmocka_unit_test(test_torture),
 	};

@@ -126,6 +126,41 @@ static void test_errors(void **state)
 	}
 }
 
+/* Aggregate keys and values from a SQL_ASCII database may be any bytes. */
+static void test_aggregate_not_utf8(void **state)
+{
+	static struct mg_kv bad_value[] = {
+		{ (char *)"source.asn", (char *)"64496\xff" },
+	};
+	static struct mg_kv bad_key[] = {
+		{ (char *)"source.\xc3", (char *)"64496" },
+	};
+	static const char *const bad_cells[] = {
+		"64496", "192.0.2.1", "2026-11-26 05:00:00", "53", NULL, NULL, "h\xfe", "udp",
+	};
+	struct mg_render_in in;
+	struct mg_group g;
+	struct mg_rendered out = { 0 };
+	struct mg_err err = { 0 };
+
+	setup_in(&in, &g);
+	g.agg = bad_value;
+	g.n_agg = 1;
+	assert_int_equal(mg_render(&in, &out, &err), MG_EINPUT);
+	assert_string_equal(err.msg, "aggregate identifier 'source.asn': value is not valid UTF-8");
+	g.agg = bad_key;
+	assert_int_equal(mg_render(&in, &out, &err), MG_EINPUT);
+	assert_string_equal(err.msg, "aggregate identifier: key 1 is not valid UTF-8");
+	setup_in(&in, &g);
+	in.cells = bad_cells;
+	in.n_rows = 1;
+	assert_int_equal(mg_render(&in, &out, &err), MG_EINPUT);
+	assert_string_equal(
+		err.msg,
+		"events as CSV: event row 1 of 1, field 'destination.fqdn': not valid UTF-8");
+	assert_null(out.subject);
+}
+
 static void test_placement_rule(void **state)
 {
 	assert_true(mg_render_wants_attachment("malware_csv_attachment"));
@@ -160,9 +195,13 @@ static void test_torture(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_inline),	       cmocka_unit_test(test_attachment),
-		cmocka_unit_test(test_precedence),     cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_placement_rule), cmocka_unit_test(test_torture),
+		cmocka_unit_test(test_inline),
+		cmocka_unit_test(test_attachment),
+		cmocka_unit_test(test_precedence),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_aggregate_not_utf8),
+		cmocka_unit_test(test_placement_rule),
+		cmocka_unit_test(test_torture),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,6 +100,48 @@ static void test_csv_table(void **state)
 	}
 }
 
+/*
+ * Cells come from the database: control characters are kept inside the
+ * quoted field (the MIME layer encodes them), bytes that are not UTF-8
+ * fail the table with the row and the field.
+ */
+static void test_csv_hostile_cells(void **state)
+{
+	static const char *const ctrl[] = { "a\r\nb", "\x01\x1b[31m\"\n" };
+	static const struct {
+		const char *cell;
+		const char *want; /* NULL: accepted */
+	} utf8[] = {
+		{ "m\xc3\xbcller", NULL },
+		{ "bad\xff", "event row 2 of 2, field 'source.ip': not valid UTF-8" },
+		{ "\xc3", "not valid UTF-8" },	       /* cut sequence */
+		{ "\xc0\xaf", "not valid UTF-8" },     /* overlong '/' */
+		{ "\xed\xa0\x80", "not valid UTF-8" }, /* surrogate */
+	};
+	struct mg_buf out = MG_BUF_INIT(4096);
+
+	assert_int_equal(mg_table_csv(&out, two_cols, 2, ctrl, 1, 0, NULL), MG_OK);
+	assert_string_equal(mg_buf_str(&out),
+			    "\"ip\",\"say \"\"x\"\"\"\r\n\"a\r\nb\",\"\x01\x1b[31m\"\"\n\"\r\n");
+	mg_buf_release(&out);
+	for (size_t i = 0; i < sizeof(utf8) / sizeof(utf8[0]); i++) {
+		const char *cells[] = { "192.0.2.1", "ok", utf8[i].cell, "53" };
+		struct mg_err err = { 0 };
+		int r;
+
+		print_message("case %zu\n", i);
+		r = mg_table_csv(&out, two_cols, 2, cells, 2, 0, &err);
+		if (utf8[i].want == NULL) {
+			assert_int_equal(r, MG_OK);
+		} else {
+			assert_int_equal(r, MG_EINPUT);
+			if (strstr(err.msg, utf8[i].want) == NULL)
+				fail_msg("got \"%s\", want \"%s\"", err.msg, utf8[i].want);
+		}
+		mg_buf_release(&out);
+	}
+}
+
 /* The table is appended to what out already holds. */
 static void test_csv_appends(void **state)
 {
@@ -236,7 +278,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_csv_table),	 cmocka_unit_test(test_csv_appends),
 		cmocka_unit_test(test_fallback_columns), cmocka_unit_test(test_csv_cap),
-		cmocka_unit_test(test_csv_huge),	 cmocka_unit_test(test_torture),
+		cmocka_unit_test(test_csv_huge),	 cmocka_unit_test(test_csv_hostile_cells),
+		cmocka_unit_test(test_torture),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
