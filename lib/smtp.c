@@ -509,6 +509,7 @@ fail:
 		free(b);
 	}
 	ERR_clear_error();
+	sc->fd = -1; /* libESMTP may try the server's next address: wrap that one too */
 	errno = ECONNABORTED;
 	return -1;
 }
