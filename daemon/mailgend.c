@@ -22,6 +22,7 @@
 #include "log.h"
 #include "pool.h"
 #include "sign.h"
+#include "smtp.h"
 #include "timing.h"
 
 static const char *arg_config;
@@ -385,6 +386,16 @@ void daemon_set_paused(struct daemon *d, bool paused)
 	update_status(d);
 }
 
+/* The CA file and the SMTP password must be usable now, not at the first mail. */
+static int smtp_client_check(const struct mg_config *cfg, struct mg_err *err)
+{
+	struct mg_smtp_client *c = NULL;
+	int r = mg_smtp_client_new(cfg, &c, err);
+
+	mg_smtp_client_free(c);
+	return r;
+}
+
 /* Parse and check a new config completely; swap it in only when all is well. */
 int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 {
@@ -400,6 +411,8 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 	if (r == MG_OK && fresh.always_sign)
 		r = mg_sign_new(fresh.gnupg_home, fresh.signing_key, &signer, &err);
 	mg_sign_free(signer);
+	if (r == MG_OK)
+		r = smtp_client_check(&fresh, &err);
 	if (r < 0) {
 		mg_config_release(&fresh);
 		(void)snprintf(msg, msg_size, "%s", err.msg);
@@ -564,6 +577,8 @@ int main(int argc, char **argv)
 	if (r == MG_OK && cfg.always_sign)
 		r = mg_sign_new(cfg.gnupg_home, cfg.signing_key, &signer, &err);
 	mg_sign_free(signer);
+	if (r == MG_OK)
+		r = smtp_client_check(&cfg, &err);
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "%s", err.msg);
 		mg_config_release(&cfg);

@@ -61,6 +61,15 @@ static const struct cf_key cf_keys[] = {
 	{ "logging_level", CF_LEVEL, OFF(log_level), false, "INFO", 0, 0 },
 	{ "smtp.host", CF_STR, OFF(smtp_host), false, "localhost", 0, 0 },
 	{ "smtp.port", CF_INTPORT, OFF(smtp_port), false, "25", 1, 65535 },
+	{ "smtp.tls", CF_STR, OFF(smtp_tls_name), false, "off", 0, 0 },
+	{ "smtp.tls_verify", CF_BOOL, OFF(smtp_tls_verify), false, "true", 0, 0 },
+	{ "smtp.tls_ca_file", CF_STR, OFF(smtp_tls_ca_file), false, NULL, 0, 0 },
+	{ "smtp.tls_ca_dir", CF_STR, OFF(smtp_tls_ca_dir), false, NULL, 0, 0 },
+	{ "smtp.tls_server_name", CF_STR, OFF(smtp_tls_server_name), false, NULL, 0, 0 },
+	{ "smtp.username", CF_STR, OFF(smtp_username), false, NULL, 0, 0 },
+	{ "smtp.password_file", CF_STR, OFF(smtp_password_file), false, NULL, 0, 0 },
+	{ "smtp.password_credential", CF_STR, OFF(smtp_password_credential), false, NULL, 0, 0 },
+	{ "smtp.auth_allow_plaintext", CF_BOOL, OFF(smtp_auth_allow_plaintext), false, NULL, 0, 0 },
 	{ "delivery.mails_per_session", CF_INT, OFF(mails_per_session), false, "32", 1, 64 },
 	{ "delivery.smtp_timeout_seconds", CF_INT, OFF(smtp_timeout_sec), false, "60", 1, 3600 },
 	{ "delivery.max_mail_bytes", CF_LONG, OFF(max_mail_bytes), false, "33554432", 65536,
@@ -151,6 +160,8 @@ void mg_config_release(struct mg_config *cfg)
 		free(cfg->db_params[i].file);
 	}
 	free(cfg->db_params);
+	free(cfg->smtp_password_origin);
+	free(cfg->smtp_tls_origin);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
@@ -429,8 +440,11 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 					  file, k->path);
 		return set_str(cfg, k, s);
 	case CF_BOOL:
-		if (v == NULL)
+		if (v == NULL) {
+			*(bool *)(void *)((char *)cfg + k->off) =
+				k->def != NULL && strcmp(k->def, "true") == 0;
 			return MG_OK;
+		}
 		if (!json_object_is_type(v, json_type_boolean))
 			return mg_err_set(err, MG_ECONFIG,
 					  "%s: '%s': expected true or false, got %s", file, k->path,
@@ -569,6 +583,108 @@ static int check_unknown(struct mg_config *cfg, const struct merge *m, struct js
 			break;
 	}
 	mg_buf_release(&path);
+	return r;
+}
+
+/* Add a ready-made warning line. */
+static int push_warning(struct mg_config *cfg, struct mg_buf *b)
+{
+	char **w = mg_realloc(cfg->warnings, (cfg->n_warnings + 1) * sizeof(*w));
+
+	if (w == NULL)
+		return MG_ENOMEM;
+	cfg->warnings = w;
+	w[cfg->n_warnings] = mg_buf_detach(b, NULL);
+	if (w[cfg->n_warnings] == NULL)
+		return MG_ENOMEM;
+	cfg->n_warnings++;
+	return MG_OK;
+}
+
+/*
+ * smtp.tls, smtp.username and the password keys (docs/smtp.md "TLS and
+ * AUTH").  AUTH over a connection that is never encrypted is refused unless
+ * smtp.auth_allow_plaintext says otherwise: the password would cross the
+ * network in the clear.
+ */
+static int check_smtp(struct mg_config *cfg, const struct merge *m, struct mg_err *err)
+{
+	static const char *const modes[] = { "off", "starttls", "starttls-required", "smtps" };
+	const char *cred = cfg->smtp_password_credential;
+	const char *pw_key;
+	size_t i;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(cfg->smtp_tls_name, modes[i]) == 0)
+			break;
+	if (i == sizeof(modes) / sizeof(modes[0]))
+		return mg_err_set(err, MG_ECONFIG,
+				  "%s: 'smtp.tls': expected \"off\", \"starttls\", "
+				  "\"starttls-required\" or \"smtps\", got \"%.40s\"",
+				  origin_of(m, "smtp.tls"), cfg->smtp_tls_name);
+	cfg->smtp_tls = (int)i;
+	if (cfg->smtp_tls_ca_file != NULL || cfg->smtp_tls_ca_dir != NULL) {
+		cfg->smtp_tls_origin = mg_strdup(origin_of(
+			m, cfg->smtp_tls_ca_file != NULL ? "smtp.tls_ca_file" : "smtp.tls_ca_dir"));
+		if (cfg->smtp_tls_origin == NULL)
+			return mg_err_set(err, MG_ENOMEM, "out of memory");
+	}
+	if (cfg->smtp_password_file != NULL && cred != NULL)
+		return mg_err_set(err, MG_ECONFIG,
+				  "%s: 'smtp.password_credential': give either it or "
+				  "'smtp.password_file', not both",
+				  origin_of(m, "smtp.password_credential"));
+	pw_key = cred != NULL ? "smtp.password_credential" : "smtp.password_file";
+	if (cred != NULL &&
+	    (strchr(cred, '/') != NULL || strcmp(cred, ".") == 0 || strcmp(cred, "..") == 0))
+		return mg_err_set(err, MG_ECONFIG,
+				  "%s: 'smtp.password_credential': expected a credential name "
+				  "(a file name without '/'), got \"%.40s\"",
+				  origin_of(m, pw_key), cred);
+	if (cfg->smtp_username == NULL) {
+		if (cred != NULL || cfg->smtp_password_file != NULL)
+			return mg_err_set(err, MG_ECONFIG,
+					  "%s: '%s': set, but 'smtp.username' is not",
+					  origin_of(m, pw_key), pw_key);
+		return MG_OK;
+	}
+	if (cred == NULL && cfg->smtp_password_file == NULL)
+		return mg_err_set(err, MG_ECONFIG,
+				  "%s: 'smtp.username': needs 'smtp.password_file' or "
+				  "'smtp.password_credential'",
+				  origin_of(m, "smtp.username"));
+	if (cfg->smtp_tls == MG_SMTP_TLS_OFF && !cfg->smtp_auth_allow_plaintext)
+		return mg_err_set(err, MG_ECONFIG,
+				  "%s: 'smtp.username': AUTH would send the password unencrypted; "
+				  "set 'smtp.tls' (or 'smtp.auth_allow_plaintext': true)",
+				  origin_of(m, "smtp.username"));
+	cfg->smtp_password_origin = mg_strdup(origin_of(m, pw_key));
+	if (cfg->smtp_password_origin == NULL)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	return MG_OK;
+}
+
+/* The loud warning for smtp.tls_verify false (and for AUTH in the clear). */
+static int warn_smtp(struct mg_config *cfg, const struct merge *m)
+{
+	struct mg_buf b = MG_BUF_INIT(4096);
+	int r = MG_OK;
+
+	if (cfg->smtp_tls != MG_SMTP_TLS_OFF && !cfg->smtp_tls_verify)
+		r = mg_buf_addf(&b,
+				"%s: 'smtp.tls_verify' is false: the SMTP server's certificate "
+				"and name are NOT checked, so anyone on the network path can "
+				"read and change the mails%s",
+				origin_of(m, "smtp.tls_verify"),
+				cfg->smtp_username != NULL ? " and take the SMTP password" : "");
+	else if (cfg->smtp_username != NULL && cfg->smtp_tls == MG_SMTP_TLS_OFF)
+		r = mg_buf_addf(&b,
+				"%s: 'smtp.auth_allow_plaintext' is true and 'smtp.tls' is "
+				"\"off\": the SMTP password crosses the network unencrypted",
+				origin_of(m, "smtp.auth_allow_plaintext"));
+	if (r == MG_OK && b.len > 0)
+		r = push_warning(cfg, &b);
+	mg_buf_release(&b);
 	return r;
 }
 
@@ -774,6 +890,14 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 			err, MG_ECONFIG,
 			"%s: 'daemon.notify_channel': expected 1..63 of [a-z0-9_], got \"%.70s\"",
 			origin_of(&m, "daemon.notify_channel"), cfg->notify_channel);
+		goto out;
+	}
+	r = check_smtp(cfg, &m, err);
+	if (r < 0)
+		goto out;
+	r = warn_smtp(cfg, &m);
+	if (r < 0) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
 		goto out;
 	}
 	r = check_unknown(cfg, &m, m.root, "");

@@ -52,6 +52,19 @@ struct mg_config {
 	/* smtp.* */
 	char *smtp_host;
 	int smtp_port;
+	/* smtp.* transport security and AUTH (ours; docs/smtp.md) */
+	char *smtp_tls_name;		/* "off", "starttls", "starttls-required", "smtps" */
+	int smtp_tls;			/* enum mg_smtp_tls, from smtp_tls_name */
+	bool smtp_tls_verify;		/* check certificate and host name (default true) */
+	char *smtp_tls_ca_file;		/* NULL: the system trust store */
+	char *smtp_tls_ca_dir;		/* NULL: the system trust store */
+	char *smtp_tls_server_name;	/* name to verify; NULL: smtp.host */
+	char *smtp_username;		/* NULL: no AUTH */
+	char *smtp_password_file;	/* the password's only line */
+	char *smtp_password_credential; /* a file name in $CREDENTIALS_DIRECTORY */
+	bool smtp_auth_allow_plaintext; /* AUTH without TLS */
+	char *smtp_password_origin;	/* the config file that named the password */
+	char *smtp_tls_origin;		/* the config file that named the CAs */
 	/* delivery.* (ours) */
 	int mails_per_session;	   /* mails handed to one SMTP connection */
 	int smtp_timeout_sec;	   /* per SMTP command / data block */
@@ -77,6 +90,14 @@ struct mg_config {
 	/* Warnings found while parsing (unknown keys), for the caller to log. */
 	char **warnings;
 	size_t n_warnings;
+};
+
+/* smtp.tls */
+enum mg_smtp_tls {
+	MG_SMTP_TLS_OFF = 0,	       /* plain SMTP, as the original */
+	MG_SMTP_TLS_STARTTLS,	       /* STARTTLS when the server offers it */
+	MG_SMTP_TLS_STARTTLS_REQUIRED, /* STARTTLS or no mail */
+	MG_SMTP_TLS_SMTPS,	       /* TLS from the first byte (RFC 8314), port 465 */
 };
 
 /* One configuration file's text, with the path used in messages. */

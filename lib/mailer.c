@@ -58,7 +58,8 @@ struct memo {
 struct mg_mailer {
 	const struct mg_config *cfg;
 	PGconn *conn;
-	struct mg_signer *signer; /* NULL: mails go out unsigned */
+	struct mg_signer *signer;	    /* NULL: mails go out unsigned */
+	struct mg_smtp_client *smtp_client; /* TLS context and AUTH credentials */
 	bool dry_run;
 	char *sender_display;
 	char *sender_addr;
@@ -77,6 +78,7 @@ void mg_mailer_free(struct mg_mailer *m)
 	if (m == NULL)
 		return;
 	mg_sign_free(m->signer);
+	mg_smtp_client_free(m->smtp_client);
 	free(m->sender_display);
 	free(m->sender_addr);
 	free(m);
@@ -102,6 +104,11 @@ int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run, struc
 	}
 	if (cfg->always_sign) {
 		r = mg_sign_new(cfg->gnupg_home, cfg->signing_key, &m->signer, err);
+		if (r < 0)
+			goto fail;
+	}
+	if (!dry_run) {
+		r = mg_smtp_client_new(cfg, &m->smtp_client, err);
 		if (r < 0)
 			goto fail;
 	}
@@ -624,6 +631,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		.host = m->cfg->smtp_host,
 		.port = m->cfg->smtp_port,
 		.timeout_sec = m->cfg->smtp_timeout_sec,
+		.client = m->smtp_client,
 	};
 	struct mg_smtp_msg *msgs = NULL;
 	struct job *jobs = NULL, **queued = NULL;

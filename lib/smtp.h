@@ -7,11 +7,34 @@
 
 #include "mg-err.h"
 
+struct mg_config;
+
+/*
+ * What a sender needs for TLS and AUTH: an OpenSSL context built from
+ * smtp.tls* (trusted CAs, TLS 1.2 cap for STARTTLS, the name to verify) and
+ * the AUTH credentials (the password read from its file or systemd
+ * credential).  Opaque; see docs/smtp.md "TLS and AUTH".
+ */
+struct mg_smtp_client;
+
+/*
+ * Build the client for cfg's smtp.* keys: load the CAs, read the password.
+ * Errors name the config file and key (MG_ECONFIG), never the password.
+ * *ret may be used by one thread at a time for any number of sessions
+ * (each mailer has its own).  Does I/O; does not log.
+ */
+int mg_smtp_client_new(const struct mg_config *cfg, struct mg_smtp_client **ret,
+		       struct mg_err *err);
+
+/* Free it, wiping the password.  NULL-safe. */
+void mg_smtp_client_free(struct mg_smtp_client *c);
+
 /* Where and how to connect. */
 struct mg_smtp_opts {
 	const char *host;
 	int port;
 	int timeout_sec; /* per reply and per data block; libESMTP's RFC minimums overridden */
+	const struct mg_smtp_client *client; /* NULL: plain SMTP without AUTH */
 };
 
 /*
@@ -53,7 +76,9 @@ typedef void mg_smtp_done_fn(struct mg_smtp_msg *msg, void *arg);
  * session).  done is called exactly once for every mail.  Returns MG_OK
  * when the session ran (see each msg->result), or MG_ETEMP when the server
  * could not be reached or the connection failed; then err says why and
- * every mail not yet done was reported as MG_ETEMP.
+ * every mail not yet done was reported as MG_ETEMP.  A failed TLS
+ * handshake or certificate check, STARTTLS required but not offered, and
+ * AUTH refused are such session failures: err says which, in one line.
  */
 int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t n,
 		 mg_smtp_done_fn *done, void *arg, struct mg_err *err);

@@ -6,7 +6,7 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config clang clang-format-14 valgrind
-	libpq-dev libevent-dev libgpgme-dev libesmtp-dev libssl-dev libjson-c-dev
+	libpq-dev libevent-dev libgpgme-dev libesmtp-dev libssl-dev openssl libjson-c-dev
 	libsystemd-dev libcmocka-dev
 	postgresql postgresql-contrib gnupg python3 python3-aiosmtpd"
 

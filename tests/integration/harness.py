@@ -528,7 +528,11 @@ class SmtpSink:
     rejections() returns the logged rejections [{"stage", "address", "code", ...}].
     """
 
-    def __init__(self, options=None, start=True, timeout=15):
+    def __init__(self, options=None, start=True, timeout=15, tls_mode="none", tls_cert=None,
+                 tls_key=None, auth_user=None, auth_password=None):
+        """tls_mode "starttls" or "smtps" with tls_cert/tls_key (PEM paths, see
+        TestCA) makes the sink offer STARTTLS or speak implicit TLS;
+        auth_user/auth_password make it offer AUTH and require it for MAIL."""
         self.dir = _short_tmpdir("mgsmtp")
         _register(self)
         self.maildir = os.path.join(self.dir, "Maildir")
@@ -537,6 +541,14 @@ class SmtpSink:
         self.options_file = os.path.join(self.dir, "options.json")
         self.port_file = os.path.join(self.dir, "port")
         self.stderr_file = os.path.join(self.dir, "sink.log")
+        self.auth_log = os.path.join(self.dir, "auth.jsonl")
+        self.tls_mode, self.tls_cert, self.tls_key = tls_mode, tls_cert, tls_key
+        self.auth_user = auth_user
+        self.auth_password_file = None
+        if auth_user is not None:
+            self.auth_password_file = os.path.join(self.dir, "auth-password")
+            with open(self.auth_password_file, "w") as f:
+                f.write(auth_password)
         self.host = "127.0.0.1"
         self.port = None
         self.proc = None
@@ -567,7 +579,13 @@ class SmtpSink:
             os.unlink(self.port_file)
         cmd = [PYTHON, SINK_SCRIPT, "--host", self.host, "--port", str(self.port or 0),
                "--maildir", self.maildir, "--log", self.log, "--reject-log", self.reject_log,
-               "--options", self.options_file, "--port-file", self.port_file]
+               "--options", self.options_file, "--port-file", self.port_file,
+               "--tls-mode", self.tls_mode, "--auth-log", self.auth_log]
+        if self.tls_mode != "none":
+            cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
+        if self.auth_user is not None:
+            cmd += ["--auth-user", self.auth_user,
+                    "--auth-password-file", self.auth_password_file]
         errf = open(self.stderr_file, "ab")
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errf,
@@ -646,6 +664,10 @@ class SmtpSink:
     def rejections(self):
         return self._read_jsonl(self.reject_log)
 
+    def auth_attempts(self):
+        """[{"login", "mechanism", "success", "tls", "time"}] (AUTH sinks only)."""
+        return self._read_jsonl(self.auth_log)
+
     def wait_for(self, count, timeout=30):
         """Wait until at least `count` messages were accepted; return messages()."""
         wait_until(lambda: self.count() >= count, timeout=timeout,
@@ -657,9 +679,66 @@ class SmtpSink:
         for env in self.envelopes():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.maildir, "new", env["file"]))
-        for p in (self.log, self.reject_log):
+        for p in (self.log, self.reject_log, self.auth_log):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
+
+
+# ------------------------------------------------------------------ TestCA
+
+class TestCA:
+    """A CA and server certificates made with the openssl CLI in a temp dir.
+
+        ca = TestCA()
+        cert, key = ca.server_cert("localhost")     # DNS:localhost
+        ca.ca_file                                   # PEM to trust
+
+    Each instance is a separate CA, so a second TestCA() is "untrusted"
+    for certificates of the first."""
+
+    def __init__(self, name="mailgen test CA"):
+        self.tmp = TempDir("mgca")
+        self.dir = self.tmp.path
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self.ca_file = os.path.join(self.dir, "ca.pem")
+        self._openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                       "-nodes", "-keyout", self.ca_key, "-out", self.ca_file, "-days", "2",
+                       "-subj", "/CN=" + name,
+                       "-addext", "basicConstraints=critical,CA:TRUE",
+                       "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        self.n = 0
+
+    def _openssl(self, args):
+        r = subprocess.run(["openssl"] + args, capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise HarnessError("openssl %s failed: %s" % (args[0], r.stderr))
+
+    def server_cert(self, *dns_names):
+        """(cert path, key path) for a server certificate with these DNS names."""
+        self.n += 1
+        key = os.path.join(self.dir, "server%d.key" % self.n)
+        csr = os.path.join(self.dir, "server%d.csr" % self.n)
+        cert = os.path.join(self.dir, "server%d.pem" % self.n)
+        ext = os.path.join(self.dir, "server%d.ext" % self.n)
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n"
+                    % ",".join("DNS:" + n for n in dns_names))
+        self._openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                       "-keyout", key, "-out", csr, "-subj", "/CN=" + dns_names[0]])
+        self._openssl(["x509", "-req", "-in", csr, "-CA", self.ca_file, "-CAkey", self.ca_key,
+                       "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext])
+        return cert, key
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def cleanup(self):
+        self.tmp.cleanup()
 
 
 # ------------------------------------------------------------------ GpgHome

@@ -21,6 +21,19 @@ changes:
 
 Rejections are logged as JSON lines to --reject-log.  SIGTERM/SIGINT stop
 the server cleanly.
+
+Transport security (fixed for the life of the process):
+
+    --tls-mode starttls|smtps  offer STARTTLS, or speak TLS from the first
+                               byte (implicit TLS); needs --tls-cert/--tls-key
+    --auth-user U --auth-password-file F
+                               offer AUTH (PLAIN, LOGIN) and require it for
+                               MAIL; every attempt is appended to --auth-log
+                               as {"login", "success", "tls", "time"} (never
+                               the password)
+
+The envelope lines then also hold "tls" (true when the mail came over TLS)
+and "auth_user".
 """
 
 import argparse
@@ -29,10 +42,11 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Options:
@@ -73,6 +87,14 @@ class Handler:
         self.reject_log = args.reject_log
         self.options = Options(args.options)
         self.counter = 0
+        # no attribute may start with "auth_": aiosmtpd takes those for mechanisms
+        self.tls_mode = args.tls_mode
+        self.authlog_path = args.auth_log
+        self.login_user = args.auth_user
+        self.login_password = None
+        if args.auth_password_file:
+            with open(args.auth_password_file, "rb") as f:
+                self.login_password = f.read().rstrip(b"\r\n")
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(self.maildir, sub), exist_ok=True)
 
@@ -83,6 +105,21 @@ class Handler:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+    def session_tls(self, session):
+        return self.tls_mode == "smtps" or getattr(session, "ssl", None) is not None
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        login = getattr(auth_data, "login", b"") or b""
+        password = getattr(auth_data, "password", b"") or b""
+        ok = (self.login_user is not None and login == self.login_user.encode()
+              and password == self.login_password)
+        self._append(self.authlog_path, {"login": login.decode("utf-8", "replace"),
+                                     "mechanism": mechanism, "success": ok,
+                                     "tls": self.session_tls(session), "time": time.time()})
+        if ok:
+            session.auth_user = self.login_user
+        return AuthResult(success=ok, handled=False)
 
     def _reject(self, stage, answer, **info):
         info.update(stage=stage, code=int(answer.split()[0]), reply=answer, time=time.time())
@@ -137,6 +174,8 @@ class Handler:
             "peer": list(session.peer) if session.peer else None,
             "mail_options": list(envelope.mail_options),
             "rcpt_options": list(envelope.rcpt_options),
+            "tls": self.session_tls(session),
+            "auth_user": getattr(session, "auth_user", None),
             "time": time.time(),
         })
         return "250 OK queued as %s" % name
@@ -145,10 +184,26 @@ class Handler:
 async def main_async(args):
     handler = Handler(args)
     loop = asyncio.get_running_loop()
+    ctx = None
+    if args.tls_mode != "none":
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    kw = {}
+    if args.auth_user:
+        # aiosmtpd counts only STARTTLS as TLS; with implicit TLS every
+        # connection is encrypted, so its own check has to be off.
+        kw = dict(authenticator=handler.authenticate, auth_required=True,
+                  auth_require_tls=args.tls_mode != "smtps")
+    if args.tls_mode == "starttls":
+        kw["tls_context"] = ctx
+
+    def factory():
+        return SMTP(handler, hostname="sink.test", decode_data=False,
+                    enable_SMTPUTF8=True, data_size_limit=args.data_size_limit, **kw)
+
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.test", decode_data=False,
-                     enable_SMTPUTF8=True, data_size_limit=args.data_size_limit),
-        host=args.host, port=args.port, family=socket.AF_INET, reuse_address=True)
+        factory, host=args.host, port=args.port, family=socket.AF_INET, reuse_address=True,
+        ssl=ctx if args.tls_mode == "smtps" else None)
     port = server.sockets[0].getsockname()[1]
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
@@ -175,6 +230,12 @@ def main():
     p.add_argument("--options", required=True)
     p.add_argument("--port-file", required=True)
     p.add_argument("--data-size-limit", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--tls-mode", choices=("none", "starttls", "smtps"), default="none")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--auth-user")
+    p.add_argument("--auth-password-file")
+    p.add_argument("--auth-log", default=os.devnull)
     args = p.parse_args()
     asyncio.run(main_async(args))
     return 0

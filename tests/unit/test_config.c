@@ -351,11 +351,113 @@ static void test_torture(void **state)
 	fail_msg("never succeeded");
 }
 
+/* GOOD with its smtp object replaced by smtp (a JSON object's inside). */
+static int parse_smtp(struct mg_config *cfg, const char *smtp, struct mg_err *err)
+{
+	static char text[4096];
+	const char *at = strstr(GOOD, "\"smtp\": {");
+	const char *end = strchr(at, '}');
+
+	(void)snprintf(text, sizeof(text), "%.*s\"smtp\": {\"host\": \"mx\", %s%s",
+		       (int)(at - GOOD), GOOD, smtp, end);
+	return parse1(cfg, text, err);
+}
+
+static void test_smtp_tls_defaults(void **state)
+{
+	struct mg_config cfg;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(parse1(&cfg, GOOD, &err), MG_OK);
+	assert_string_equal(cfg.smtp_tls_name, "off");
+	assert_int_equal(cfg.smtp_tls, MG_SMTP_TLS_OFF);
+	assert_true(cfg.smtp_tls_verify); /* on unless switched off */
+	assert_null(cfg.smtp_tls_ca_file);
+	assert_null(cfg.smtp_tls_ca_dir);
+	assert_null(cfg.smtp_tls_server_name);
+	assert_null(cfg.smtp_username);
+	assert_false(cfg.smtp_auth_allow_plaintext);
+	mg_config_release(&cfg);
+}
+
+static const struct {
+	const char *smtp;
+	int want_rc;
+	const char *want; /* substring of the error, or of the one warning; NULL: none */
+	int want_tls;
+} smtp_cases[] = {
+	{ "\"tls\": \"starttls\"", MG_OK, NULL, MG_SMTP_TLS_STARTTLS },
+	{ "\"tls\": \"starttls-required\", \"tls_ca_file\": \"/ca.pem\"", MG_OK, NULL,
+	  MG_SMTP_TLS_STARTTLS_REQUIRED },
+	{ "\"tls\": \"smtps\", \"port\": 465", MG_OK, NULL, MG_SMTP_TLS_SMTPS },
+	{ "\"tls\": \"STARTTLS\"", MG_ECONFIG,
+	  "/etc/m.conf: 'smtp.tls': expected \"off\", \"starttls\", \"starttls-required\" or "
+	  "\"smtps\", got \"STARTTLS\"",
+	  0 },
+	{ "\"tls\": true", MG_ECONFIG, "'smtp.tls': expected a string, got a boolean", 0 },
+	{ "\"tls\": \"smtps\", \"tls_verify\": false", MG_OK,
+	  "/etc/m.conf: 'smtp.tls_verify' is false: the SMTP server's certificate and name are "
+	  "NOT checked",
+	  MG_SMTP_TLS_SMTPS },
+	{ "\"tls_verify\": \"no\"", MG_ECONFIG, "'smtp.tls_verify': expected true or false", 0 },
+	{ "\"tls\": \"starttls\", \"username\": \"u\", \"password_file\": \"/pw\"", MG_OK, NULL,
+	  MG_SMTP_TLS_STARTTLS },
+	{ "\"tls\": \"smtps\", \"username\": \"u\", \"password_credential\": \"smtp\"", MG_OK, NULL,
+	  MG_SMTP_TLS_SMTPS },
+	{ "\"tls\": \"smtps\", \"username\": \"u\"", MG_ECONFIG,
+	  "/etc/m.conf: 'smtp.username': needs 'smtp.password_file' or 'smtp.password_credential'",
+	  0 },
+	{ "\"tls\": \"smtps\", \"password_file\": \"/pw\"", MG_ECONFIG,
+	  "/etc/m.conf: 'smtp.password_file': set, but 'smtp.username' is not", 0 },
+	{ "\"tls\": \"smtps\", \"username\": \"u\", \"password_file\": \"/pw\", "
+	  "\"password_credential\": \"c\"",
+	  MG_ECONFIG, "give either it or 'smtp.password_file', not both", 0 },
+	{ "\"tls\": \"smtps\", \"username\": \"u\", \"password_credential\": \"../x\"", MG_ECONFIG,
+	  "'smtp.password_credential': expected a credential name", 0 },
+	{ "\"tls\": \"smtps\", \"username\": \"u\", \"password_credential\": \"..\"", MG_ECONFIG,
+	  "'smtp.password_credential': expected a credential name", 0 },
+	{ "\"username\": \"u\", \"password_file\": \"/pw\"", MG_ECONFIG,
+	  "/etc/m.conf: 'smtp.username': AUTH would send the password unencrypted", 0 },
+	{ "\"username\": \"u\", \"password_file\": \"/pw\", \"auth_allow_plaintext\": true", MG_OK,
+	  "the SMTP password crosses the network unencrypted", MG_SMTP_TLS_OFF },
+	{ "\"username\": \"\", \"password_file\": \"/pw\"", MG_ECONFIG,
+	  "'smtp.username': expected a non-empty string", 0 },
+	{ "\"password\": \"secret\"", MG_OK, "unknown key 'smtp.password'", MG_SMTP_TLS_OFF },
+};
+
+static void test_smtp_tls_auth(void **state)
+{
+	for (size_t i = 0; i < sizeof(smtp_cases) / sizeof(smtp_cases[0]); i++) {
+		struct mg_config cfg;
+		struct mg_err err = { 0 };
+		int rc = parse_smtp(&cfg, smtp_cases[i].smtp, &err);
+
+		print_message("case %zu: %s\n", i, smtp_cases[i].smtp);
+		assert_int_equal(rc, smtp_cases[i].want_rc);
+		if (rc < 0) {
+			assert_non_null(strstr(err.msg, smtp_cases[i].want));
+			continue;
+		}
+		assert_int_equal(cfg.smtp_tls, smtp_cases[i].want_tls);
+		if (smtp_cases[i].want == NULL) {
+			assert_int_equal(cfg.n_warnings, 0);
+		} else {
+			assert_int_equal(cfg.n_warnings, 1);
+			assert_non_null(strstr(cfg.warnings[0], smtp_cases[i].want));
+		}
+		if (cfg.smtp_username != NULL)
+			assert_string_equal(cfg.smtp_password_origin, "/etc/m.conf");
+		mg_config_release(&cfg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_smtp_tls_defaults),
+		cmocka_unit_test(test_smtp_tls_auth),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_unknown_keys_warn),
