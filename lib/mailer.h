@@ -44,12 +44,18 @@ int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run, struc
 void mg_mailer_free(struct mg_mailer *m);
 
 /*
- * Process groups[0..n) (at most delivery.mails_per_session of them): claim
- * each, postpone it if it is not due, otherwise render, sign and queue its
- * mail; then hand every queued mail to the SMTP server over one
- * connection, and record each accepted mail in the database before the
- * next one is sent.  Every failure is logged once with the group's
- * directive and event ids, and its group stays pending.
+ * Process groups[0..n): claim each and postpone it if it is not due; then
+ * render, sign and queue the mails of the others, and hand them to the SMTP
+ * server over one connection per delivery.mails_per_session mails,
+ * recording each accepted mail in the database before the next one is
+ * sent.  Every failure is logged once with the group's directive and event
+ * ids, and its group stays pending.
+ *
+ * All parts of a group split by mg_group_split() must come in the same
+ * call (see mg_group_span()): every group is claimed before any mail is
+ * sent, so the later parts are not postponed by the notification interval
+ * that the first part's mail starts.  n may therefore exceed
+ * delivery.mails_per_session.
  *
  * Returns MG_OK, or MG_ETEMP when the SMTP server could not be reached or
  * the database connection broke (the caller should stop for now: the
