@@ -138,16 +138,22 @@ static enum answer ask(void)
 
 static void show_batch(const struct mg_group *groups, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		(void)printf("%s %s (%s/%s): %zu events\n", groups[i].recipient_address,
+	for (size_t i = 0; i < n; i++) {
+		(void)printf("%s %s (%s/%s): %zu events", groups[i].recipient_address,
 			     groups[i].template_name, groups[i].notification_format,
 			     groups[i].event_data_format, groups[i].n_events);
+		if (groups[i].n_parts > 1)
+			(void)printf(", mail %zu of %zu", groups[i].part, groups[i].n_parts);
+		(void)printf("\n");
+	}
 }
 
 /*
- * Hand groups to the mailer in pieces of at most one SMTP session each.
- * The first session of a run carries one mail only: if the SMTP server is
+ * Hand groups to the mailer in pieces of about one SMTP session each.  The
+ * first session of a run carries one group only: if the SMTP server is
  * down, that costs one drawn ticket number instead of a session's worth.
+ * The parts of a split group always go in one piece (mg_group_span), even
+ * beyond a session, so that all of them are claimed while the group is due.
  */
 static int send_groups(struct mg_mailer *m, struct mg_group *groups, size_t n, size_t per_session,
 		       bool *smtp_proven)
@@ -156,8 +162,12 @@ static int send_groups(struct mg_mailer *m, struct mg_group *groups, size_t n, s
 
 	while (off < n) {
 		size_t limit = *smtp_proven ? per_session : 1;
-		size_t k = n - off < limit ? n - off : limit;
-		int r = mg_mailer_process(m, groups + off, k);
+		size_t k = 0;
+		int r;
+
+		while (off + k < n && k < limit)
+			k += mg_group_span(groups + off + k, n - off - k);
+		r = mg_mailer_process(m, groups + off, k);
 
 		if (r < 0)
 			return r;
@@ -181,11 +191,11 @@ int main(int argc, char **argv)
 {
 	struct mg_config cfg = { 0 };
 	struct mg_mailer *mailer = NULL;
-	struct mg_group *groups = NULL;
+	struct mg_group *groups = NULL, *fetched = NULL;
 	struct mg_err err = { 0 };
 	const struct mg_mailer_stats *st;
 	PGconn *conn = NULL;
-	size_t n = 0, per_session;
+	size_t n = 0, n_fetched = 0, per_session;
 	bool stopped = false, scan_failed = false, smtp_proven = false;
 	int r, status = 1;
 
@@ -230,14 +240,24 @@ int main(int argc, char **argv)
 	while (!stopped) {
 		size_t chunk = arg_all ? per_session : (size_t)arg_batch_size;
 
-		r = mg_db_scan_fetch(conn, chunk, &groups, &n, &err);
+		r = mg_db_scan_fetch(conn, chunk, &fetched, &n_fetched, &err);
 		if (r < 0) {
 			mg_log(LOG_ERR, NULL, "%s", err.msg);
 			scan_failed = true;
 			break;
 		}
-		if (n == 0)
+		if (n_fetched == 0)
 			break;
+		/* a group over delivery.max_events_per_mail becomes several mails */
+		r = mg_groups_split(fetched, n_fetched, (size_t)cfg.max_events_per_mail, &groups,
+				    &n, &err);
+		free(fetched);
+		fetched = NULL;
+		if (r < 0) {
+			mg_log(LOG_ERR, NULL, "splitting large groups: %s", err.msg);
+			scan_failed = true;
+			break;
+		}
 		if (!arg_all) {
 			show_batch(groups, n);
 			switch (ask()) {

@@ -322,6 +322,36 @@ out:
 }
 
 /*
+ * Move g into batch *b (a new one when NULL, *cap its capacity), growing it
+ * as needed.  False when out of memory: then g is still the caller's and a
+ * part of its group already in *b stays there (the mailer sends it, and
+ * the rest of the group after the notification interval).
+ */
+static bool batch_add(struct batch **b, size_t *cap, struct mg_group *g)
+{
+	struct mg_group *grown;
+
+	if (*b == NULL) {
+		*b = calloc(1, sizeof(**b));
+		if (*b == NULL)
+			return false;
+		*cap = 0;
+	}
+	if ((*b)->n == *cap) {
+		size_t want = *cap == 0 ? 16 : 2 * *cap;
+
+		grown = realloc((*b)->groups, want * sizeof(*grown));
+		if (grown == NULL)
+			return false;
+		(*b)->groups = grown;
+		*cap = want;
+	}
+	(*b)->groups[(*b)->n++] = *g; /* moved */
+	memset(g, 0, sizeof(*g));
+	return true;
+}
+
+/*
  * One scan: read the pending groups in chunks, hand the due ones to the
  * workers in batches of one SMTP session, and note when the earliest
  * postponed one becomes due.  Workers claim and check again, so a group
@@ -332,11 +362,11 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	struct cfg_ref *ref = current_cfg(p);
 	const struct mg_config *cfg = &ref->cfg;
 	size_t per = (size_t)cfg->mails_per_session;
-	struct mg_group *groups = NULL;
+	struct mg_group *groups = NULL, *fetched = NULL;
 	struct batch *b = NULL;
 	struct mg_err err = { 0 };
 	struct timespec ts;
-	size_t n = 0;
+	size_t n = 0, cap = 0;
 	bool ended = false;
 	int64_t now;
 	int r;
@@ -349,9 +379,24 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	}
 	r = mg_db_scan_open(*conn, cfg->additional_directive_where, &err);
 	for (; r == MG_OK;) {
-		r = mg_db_scan_fetch(*conn, per, &groups, &n, &err);
+		r = mg_db_scan_fetch(*conn, per, &fetched, &n, &err);
 		if (r < 0 || n == 0)
 			break;
+		for (size_t i = 0; i < n; i++) {
+			c->groups++;
+			c->directives += fetched[i].n_directives;
+		}
+		/* a group over delivery.max_events_per_mail becomes several mails */
+		r = mg_groups_split(fetched, n, (size_t)cfg->max_events_per_mail, &groups, &n,
+				    &err);
+		free(fetched);
+		fetched = NULL;
+		if (r < 0) {
+			mg_log(LOG_ERR, NULL, "splitting large groups: %s; they stay pending",
+			       err.msg);
+			r = MG_OK; /* the next scan tries again */
+			continue;
+		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 		for (size_t i = 0; i < n; i++) {
@@ -361,29 +406,26 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 				mg_group_release(g);
 				continue;
 			}
-			c->groups++;
-			c->directives += g->n_directives;
+			/* the parts of a group share its last_sent: all due or none */
 			if (!mg_group_is_due(g, now)) {
 				if (mg_group_due_at(g) < c->next_due)
 					c->next_due = mg_group_due_at(g);
 				mg_group_release(g);
 				continue;
 			}
-			c->due_groups++;
-			if (b == NULL) {
-				b = calloc(1, sizeof(*b));
-				if (b != NULL)
-					b->groups = calloc(per, sizeof(*b->groups));
-				if (b == NULL || b->groups == NULL) {
-					batch_free(b);
-					b = NULL;
-					mg_group_release(g);
-					continue; /* stays pending: the next scan finds it */
-				}
+			if (g->part <= 1)
+				c->due_groups++;
+			if (!batch_add(&b, &cap, g)) {
+				mg_group_release(g);
+				continue; /* stays pending: the next scan finds it */
 			}
-			b->groups[b->n++] = *g; /* moved */
-			memset(g, 0, sizeof(*g));
-			if (b->n == per) {
+			g = &b->groups[b->n - 1]; /* moved there */
+			/*
+			 * A batch is one SMTP session, but the parts of a split group
+			 * stay in one batch however many they are: the mailer must
+			 * claim them all before it sends the first (mailer.h).
+			 */
+			if (b->n >= per && g->part == g->n_parts) {
 				/* refused when stopping or held: the groups stay pending */
 				ended = !workq_push(p->q, b) || scan_should_end(p);
 				b = NULL;
@@ -515,9 +557,12 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 		}
 	}
 	before = *mg_mailer_stats(w->mailer);
-	/* after a failure, probe with a single mail before sending whole sessions */
+	/*
+	 * After a failure, probe with a single group (all parts of a split one,
+	 * which must not be separated) before sending whole sessions.
+	 */
 	while (off < b->n) {
-		size_t k = w->smtp_proven ? b->n - off : 1;
+		size_t k = w->smtp_proven ? b->n - off : mg_group_span(b->groups + off, b->n - off);
 
 		r = mg_mailer_process(w->mailer, b->groups + off, k);
 		if (mg_mailer_stats(w->mailer)->next_due < next_due)

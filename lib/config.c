@@ -74,6 +74,8 @@ static const struct cf_key cf_keys[] = {
 	{ "delivery.smtp_timeout_seconds", CF_INT, OFF(smtp_timeout_sec), false, "60", 1, 3600 },
 	{ "delivery.max_mail_bytes", CF_LONG, OFF(max_mail_bytes), false, "33554432", 65536,
 	  1073741824 },
+	{ "delivery.max_events_per_mail", CF_INT, OFF(max_events_per_mail), false, "10000", 1,
+	  1000000 },
 	{ "delivery.csv_spreadsheet_safe", CF_BOOL, OFF(csv_spreadsheet_safe), false, NULL, 0, 0 },
 	{ "delivery.recipient_max_mails", CF_INT, OFF(recipient_max_mails), false, "0", 0,
 	  1000000 },

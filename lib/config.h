@@ -69,6 +69,7 @@ struct mg_config {
 	int mails_per_session;	   /* mails handed to one SMTP connection */
 	int smtp_timeout_sec;	   /* per SMTP command / data block */
 	long max_mail_bytes;	   /* cap on one rendered mail */
+	int max_events_per_mail;   /* a larger group is split into several mails */
 	bool csv_spreadsheet_safe; /* neutralise cells a spreadsheet would run */
 	int recipient_max_mails;   /* per recipient and window; 0: no limit */
 	int recipient_window_sec;

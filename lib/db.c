@@ -219,7 +219,7 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 		" FROM (SELECT d.recipient_address, d.template_name, d.notification_format,"
 		"        d.event_data_format, d.aggregate_identifier,"
 		"        array_agg(d.id ORDER BY d.id)::text AS ids, array_agg(d.id) AS id_arr,"
-		"        array_agg(DISTINCT d.events_id ORDER BY d.events_id)::text AS eids,"
+		"        array_agg(d.events_id ORDER BY d.id)::text AS eids," /* aligned with ids */
 		"        (extract(epoch FROM max(d.inserted_at)) * 1000000)::bigint AS inserted_us,"
 		"        extract(epoch FROM max(d.notification_interval))::bigint AS interval_s,"
 		"        (SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
@@ -299,6 +299,7 @@ static int dup_field(const PGresult *res, int row, int col, char **ret)
 
 static int group_from_row(const PGresult *res, int row, struct mg_group *g, struct mg_err *err)
 {
+	size_t n_events = 0;
 	int64_t v;
 	int r;
 
@@ -318,7 +319,13 @@ static int group_from_row(const PGresult *res, int row, struct mg_group *g, stru
 		r = mg_pgarray_parse_ids(PQgetvalue(res, row, 5), &g->directive_ids,
 					 &g->n_directives, err);
 	if (r == MG_OK)
-		r = mg_pgarray_parse_ids(PQgetvalue(res, row, 6), &g->event_ids, &g->n_events, err);
+		r = mg_pgarray_parse_ids(PQgetvalue(res, row, 6), &g->directive_events, &n_events,
+					 err);
+	if (r == MG_OK && n_events != g->n_directives)
+		r = mg_err_set(err, MG_EINPUT, "%zu directive ids but %zu event ids",
+			       g->n_directives, n_events);
+	if (r == MG_OK)
+		r = mg_group_collect_events(g, err);
 	if (r < 0)
 		goto fail;
 	g->inserted_at = mg_parse_int64(PQgetvalue(res, row, 7), INT64_MIN, INT64_MAX, &v) ? v : 0;
@@ -486,7 +493,9 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 	g->last_sent = g->has_last_sent ? v : 0;
 
 	free(g->directive_ids);
+	free(g->directive_events); /* the claimed ids may be fewer: no longer aligned */
 	free(g->event_ids);
+	g->directive_events = NULL;
 	g->directive_ids = dids;
 	g->n_directives = n_dids;
 	g->event_ids = eids;
@@ -913,6 +922,8 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 		goto out;
 	free(g->directive_ids);
 	free(g->event_ids);
+	free(g->directive_events); /* no longer aligned */
+	g->directive_events = NULL;
 	g->directive_ids = dids;
 	g->n_directives = n_dids;
 	g->event_ids = eids;

@@ -54,7 +54,8 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 
 /*
  * Fetch up to max groups of the open scan into a malloc'd array (*ret_n is
- * 0 and *ret_groups NULL at the end).  Release each with mg_group_release() and free() the
+ * 0 and *ret_groups NULL at the end).  Each group carries directive_events
+ * (the event of each directive), so it can be split by mg_group_split().  Release each with mg_group_release() and free() the
  * array.  A group the parser rejects (corrupt aggregate identifier) is
  * MG_EINPUT for the whole fetch: the caller should close the scan.
  */

@@ -29,6 +29,7 @@ void mg_group_release(struct mg_group *g)
 	free(g->aggregate_literal);
 	mg_kv_free(g->agg, g->n_agg);
 	free(g->directive_ids);
+	free(g->directive_events);
 	free(g->event_ids);
 	memset(g, 0, sizeof(*g));
 }
@@ -273,4 +274,228 @@ int64_t mg_group_due_at(const struct mg_group *g)
 bool mg_group_is_due(const struct mg_group *g, int64_t now)
 {
 	return mg_group_due_at(g) <= now;
+}
+
+static int cmp_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The distinct values of ids[0..n), ascending, into a malloc'd array. */
+static int distinct_ids(const int64_t *ids, size_t n, int64_t **ret, size_t *ret_n)
+{
+	int64_t *out;
+	size_t k = 0;
+
+	out = mg_malloc((n > 0 ? n : 1) * sizeof(*out));
+	if (out == NULL)
+		return MG_ENOMEM;
+	if (n > 0)
+		memcpy(out, ids, n * sizeof(*out));
+	qsort(out, n, sizeof(*out), cmp_int64);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || out[k - 1] != out[i])
+			out[k++] = out[i];
+	*ret = out;
+	*ret_n = k;
+	return MG_OK;
+}
+
+int mg_group_collect_events(struct mg_group *g, struct mg_err *err)
+{
+	int64_t *ids = NULL;
+	size_t n = 0;
+
+	if (g->directive_events == NULL && g->n_directives > 0)
+		return mg_err_set(err, MG_EINPUT,
+				  "group: the event of each directive is not known");
+	if (distinct_ids(g->directive_events, g->n_directives, &ids, &n) < 0)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	free(g->event_ids);
+	g->event_ids = ids;
+	g->n_events = n;
+	return MG_OK;
+}
+
+static int64_t *dup_ids(const int64_t *ids, size_t n)
+{
+	int64_t *out = mg_malloc((n > 0 ? n : 1) * sizeof(*out));
+
+	if (out != NULL && n > 0)
+		memcpy(out, ids, n * sizeof(*out));
+	return out;
+}
+
+static char *dup_opt(const char *s, bool *failed)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	d = mg_strdup(s);
+	if (d == NULL)
+		*failed = true;
+	return d;
+}
+
+/* One part of g: its keys and times, and the directives [off, off + n). */
+static int make_part(const struct mg_group *g, size_t off, size_t n, struct mg_group *p)
+{
+	bool failed = false;
+
+	memset(p, 0, sizeof(*p));
+	p->recipient_address = dup_opt(g->recipient_address, &failed);
+	p->template_name = dup_opt(g->template_name, &failed);
+	p->notification_format = dup_opt(g->notification_format, &failed);
+	p->event_data_format = dup_opt(g->event_data_format, &failed);
+	p->aggregate_literal = dup_opt(g->aggregate_literal, &failed);
+	if (failed)
+		goto fail;
+	if (g->n_agg > 0) {
+		p->agg = mg_calloc(g->n_agg, sizeof(*p->agg));
+		if (p->agg == NULL)
+			goto fail;
+		p->n_agg = g->n_agg;
+		for (size_t i = 0; i < g->n_agg; i++) {
+			p->agg[i].key = dup_opt(g->agg[i].key, &failed);
+			p->agg[i].value = dup_opt(g->agg[i].value, &failed);
+		}
+		if (failed)
+			goto fail;
+	}
+	p->directive_ids = dup_ids(g->directive_ids + off, n);
+	p->directive_events = dup_ids(g->directive_events + off, n);
+	if (p->directive_ids == NULL || p->directive_events == NULL)
+		goto fail;
+	p->n_directives = n;
+	if (mg_group_collect_events(p, NULL) < 0)
+		goto fail;
+	p->inserted_at = g->inserted_at;
+	p->interval_sec = g->interval_sec;
+	p->last_sent = g->last_sent;
+	p->has_last_sent = g->has_last_sent;
+	return MG_OK;
+fail:
+	mg_group_release(p);
+	return MG_ENOMEM;
+}
+
+int mg_group_split(const struct mg_group *g, size_t max, struct mg_group **ret_parts, size_t *ret_n,
+		   struct mg_err *err)
+{
+	struct mg_group *parts = NULL;
+	size_t n_parts, done = 0;
+	int r;
+
+	if (g->directive_events == NULL && g->n_directives > 0)
+		return mg_err_set(err, MG_EINPUT,
+				  "splitting a group: the event of each directive is not known");
+	for (size_t i = 1; i < g->n_directives; i++)
+		if (g->directive_ids[i - 1] >= g->directive_ids[i])
+			return mg_err_set(err, MG_EINPUT,
+					  "splitting a group: directive ids not ascending at %zu",
+					  i);
+	if (max == 0 || max > g->n_directives)
+		max = g->n_directives > 0 ? g->n_directives : 1;
+	n_parts = g->n_directives > 0 ? (g->n_directives + max - 1) / max : 1;
+	parts = mg_calloc(n_parts, sizeof(*parts));
+	if (parts == NULL) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (; done < n_parts; done++) {
+		size_t off = done * max;
+		size_t k = g->n_directives - off < max ? g->n_directives - off : max;
+
+		if (make_part(g, off, k, &parts[done]) < 0) {
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+		parts[done].part = done + 1;
+		parts[done].n_parts = n_parts;
+	}
+	*ret_parts = parts;
+	*ret_n = n_parts;
+	parts = NULL;
+	r = MG_OK;
+out:
+	if (parts != NULL) {
+		for (size_t i = 0; i < done; i++)
+			mg_group_release(&parts[i]);
+		free(parts);
+	}
+	return r;
+}
+
+int mg_groups_split(struct mg_group *groups, size_t n, size_t max, struct mg_group **ret_groups,
+		    size_t *ret_n, struct mg_err *err)
+{
+	struct mg_group *out = NULL, *grown, *parts = NULL;
+	size_t n_out = 0, n_parts = 0, alloc = n;
+	size_t i = 0;
+	int r;
+
+	*ret_groups = NULL;
+	*ret_n = 0;
+	if (n == 0)
+		return MG_OK;
+	out = mg_calloc(alloc, sizeof(*out));
+	if (out == NULL) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (; i < n; i++) {
+		if (max == 0 || groups[i].n_directives <= max) {
+			out[n_out++] = groups[i]; /* moved */
+			memset(&groups[i], 0, sizeof(groups[i]));
+			continue;
+		}
+		r = mg_group_split(&groups[i], max, &parts, &n_parts, err);
+		if (r < 0)
+			goto out;
+		/* room for the parts and one slot each for the groups still to come */
+		grown = mg_realloc(out, (alloc + n_parts - 1) * sizeof(*out));
+		if (grown == NULL) {
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+		out = grown;
+		alloc += n_parts - 1;
+		memcpy(out + n_out, parts, n_parts * sizeof(*parts));
+		n_out += n_parts;
+		free(parts);
+		parts = NULL;
+		n_parts = 0;
+		mg_group_release(&groups[i]);
+	}
+	*ret_groups = out;
+	*ret_n = n_out;
+	out = NULL;
+	n_out = 0;
+	r = MG_OK;
+out:
+	for (size_t k = 0; k < n_parts; k++)
+		mg_group_release(&parts[k]);
+	free(parts);
+	for (size_t k = 0; k < n_out; k++)
+		mg_group_release(&out[k]);
+	free(out);
+	for (; i < n; i++)
+		mg_group_release(&groups[i]);
+	return r;
+}
+
+size_t mg_group_span(const struct mg_group *g, size_t n)
+{
+	size_t k = 1;
+
+	if (n == 0)
+		return 0;
+	if (g[0].n_parts <= 1)
+		return 1;
+	while (k < n && g[k].n_parts == g[0].n_parts && g[k].part == g[0].part + k)
+		k++;
+	return k;
 }

@@ -255,6 +255,38 @@ static void job_describe(struct job *j)
 	(void)mg_ids_join(&j->eids, j->group->event_ids, j->group->n_events, LOG_IDS_MAX);
 }
 
+/* " (part 2 of 3)" for a part of a split group, "" otherwise; for messages. */
+static const char *part_note(const struct mg_group *g, char *buf, size_t size)
+{
+	if (g->n_parts <= 1)
+		return "";
+	(void)snprintf(buf, size, " (part %zu of %zu)", g->part, g->n_parts);
+	return buf;
+}
+
+/*
+ * A mail over delivery.max_mail_bytes fails its group (its part, for a split
+ * group), never truncated.  The capped buffers of the table, template and
+ * MIME writers report it with the cap they hit ("exceeds 65536 bytes", "its
+ * limit of 65536 bytes"); name the key, the limit and the events, so the
+ * operator knows which setting to change.
+ */
+static void explain_too_large(const struct mg_config *cfg, const struct mg_group *g, int r,
+			      struct mg_err *err)
+{
+	char cap[48];
+
+	if (r != MG_EINPUT || err == NULL)
+		return;
+	(void)snprintf(cap, sizeof(cap), " %ld bytes", cfg->max_mail_bytes);
+	if (strstr(err->msg, cap) == NULL)
+		return; /* another limit, such as the subject's */
+	mg_err_prefix(err,
+		      "the mail of %zu events would exceed 'delivery.max_mail_bytes' (%ld bytes; "
+		      "'delivery.max_events_per_mail' is %d): ",
+		      g->n_events, cfg->max_mail_bytes, cfg->max_events_per_mail);
+}
+
 static int random_token(char *out, size_t n_hex)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -383,8 +415,10 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	in.max_bytes = (size_t)cfg->max_mail_bytes;
 	in.table_flags = cfg->csv_spreadsheet_safe ? MG_TABLE_SPREADSHEET_SAFE : 0;
 	r = mg_render(&in, &out, err);
-	if (r < 0)
+	if (r < 0) {
+		explain_too_large(cfg, g, r, err);
 		goto out;
+	}
 
 	if (random_token(token, 16) < 0 || random_token(boundary, 32) < 0) {
 		r = mg_err_set(err, MG_ESYS, "cannot get random bytes: %s", strerror(errno));
@@ -407,8 +441,10 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	mail.message_id = msgid;
 	mail.boundary = boundary;
 	r = mg_mime_content(&content, &mail, err);
-	if (r < 0)
+	if (r < 0) {
+		explain_too_large(cfg, g, r, err);
 		goto out;
+	}
 	if (m->signer != NULL) {
 		r = mg_sign_detached(m->signer, mg_buf_str(&content), content.len, &sig, micalg,
 				     err);
@@ -418,8 +454,10 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	r = mg_mime_message(&message, &mail, mg_buf_str(&content), content.len,
 			    m->signer != NULL ? mg_buf_str(&sig) : NULL,
 			    m->signer != NULL ? micalg : NULL, err);
-	if (r < 0)
+	if (r < 0) {
+		explain_too_large(cfg, g, r, err);
 		goto out;
+	}
 	j->message = mg_buf_detach(&message, &j->len);
 	if (j->message == NULL)
 		r = mg_err_set(err, MG_ENOMEM, "out of memory");
@@ -538,7 +576,7 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 	struct job *j = msg->arg;
 	struct mg_log_ctx ctx = job_log_ctx(j);
 	struct mg_err err = { 0 };
-	char what[300];
+	char what[300], note[64];
 	int r;
 
 	if (msg->result != MG_OK) {
@@ -576,8 +614,9 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 	}
 	m->stats.sent++;
 	m->stats.directives_sent += j->group->n_directives;
-	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events%s)",
+	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events%s%s)",
 	       j->group->recipient_address, j->ticket, j->group->n_events,
+	       part_note(j->group, note, sizeof(note)),
 	       j->from_outbox ? ", sent again from the outbox" : "");
 }
 
@@ -625,6 +664,169 @@ static int put_in_outbox(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	return mg_db_outbox_put(m->conn, j->group, &ob, err);
 }
 
+/*
+ * Claim groups[i], and say whether it is to be mailed now: false when it
+ * failed, another process has it, or it is not due (each counted and
+ * logged).  A group whose mail waits in the outbox gets that mail
+ * (j->from_outbox).  Returns MG_ETEMP only when the database connection
+ * broke.
+ */
+static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool *ret_ready)
+{
+	struct mg_err err = { 0 };
+	struct mg_log_ctx ctx;
+	bool found = false;
+	char note[64];
+	int64_t now;
+	int r;
+
+	*ret_ready = false;
+	r = mg_db_claim(m->conn, j->group, ret_claimed, &err);
+	job_describe(j);
+	ctx = job_log_ctx(j);
+	if (r < 0) {
+		m->stats.errors++;
+		mg_log(LOG_ERR, &ctx, "%s", err.msg);
+		if (mg_db_broken(m->conn)) {
+			m->db_broken = true;
+			return MG_ETEMP;
+		}
+		return MG_OK;
+	}
+	if (!*ret_claimed) {
+		m->stats.skipped++;
+		mg_log(LOG_INFO, &ctx,
+		       "group for '%s'%s is being handled by another process or was sent, "
+		       "skipping",
+		       j->group->recipient_address, part_note(j->group, note, sizeof(note)));
+		return MG_OK;
+	}
+	now = now_usec();
+	if (!mg_group_is_due(j->group, now)) {
+		m->stats.postponed++;
+		if (mg_group_due_at(j->group) < m->stats.next_due)
+			m->stats.next_due = mg_group_due_at(j->group);
+		mg_log(LOG_DEBUG, &ctx,
+		       "group for '%s'%s postponed: last mail %lld s ago, interval %lld s",
+		       j->group->recipient_address, part_note(j->group, note, sizeof(note)),
+		       (long long)((now - j->group->last_sent) / 1000000),
+		       (long long)j->group->interval_sec);
+		return MG_OK;
+	}
+	if (m->dry_run) {
+		if (j->group->has_outbox) {
+			m->stats.sent++;
+			mg_log(LOG_INFO, &ctx,
+			       "dry run: a mail to '%s' waits in the outbox and would be sent again",
+			       j->group->recipient_address);
+			return MG_OK;
+		}
+		*ret_ready = true;
+		return MG_OK;
+	}
+	r = take_from_outbox(m, j, &found, &err);
+	job_describe(j);
+	if (r < 0) {
+		m->stats.errors++;
+		log_failure(m, j, "group for '%s'%s failed, will retry: %s",
+			    j->group->recipient_address, part_note(j->group, note, sizeof(note)),
+			    err.msg);
+		if (mg_db_broken(m->conn)) {
+			m->db_broken = true;
+			return MG_ETEMP;
+		}
+		return MG_OK;
+	}
+	if (!found && j->group->has_outbox) {
+		/* the outbox mail went meanwhile: the interval rule again */
+		j->group->has_outbox = false;
+		if (!mg_group_is_due(j->group, now)) {
+			m->stats.postponed++;
+			if (mg_group_due_at(j->group) < m->stats.next_due)
+				m->stats.next_due = mg_group_due_at(j->group);
+			return MG_OK;
+		}
+	}
+	*ret_ready = true;
+	return MG_OK;
+}
+
+/*
+ * Render and sign the mail of a claimed, due group, and say whether it is
+ * to be queued: false when it failed or the recipient limit postpones it.
+ * Returns MG_ETEMP only when the database connection broke.
+ */
+static int build_one(struct mg_mailer *m, struct job *j, struct job **queued, size_t n_queued,
+		     bool *ret_queue)
+{
+	struct mg_err err = { 0 };
+	struct mg_log_ctx ctx;
+	char note[64];
+	int r;
+
+	*ret_queue = false;
+	if (j->from_outbox) {
+		*ret_queue = true; /* built before, sent again as it is */
+		return MG_OK;
+	}
+	if (m->cfg->recipient_max_mails > 0 &&
+	    recipient_over_limit(m, j, queued, n_queued, now_usec())) {
+		m->stats.postponed++;
+		return MG_OK;
+	}
+	r = build_mail(m, j, &err);
+	ctx = job_log_ctx(j);
+	if (r < 0)
+		j->ticket[0] = '\0'; /* no mail carries the number drawn for it */
+	if (r == MG_EINPUT) {
+		char what[300];
+
+		/* bad data or a bad template: retrying the same will not help */
+		(void)snprintf(what, sizeof(what), "group for '%.200s'%s cannot be mailed",
+			       j->group->recipient_address,
+			       part_note(j->group, note, sizeof(note)));
+		record_failure(m, j, true, what, err.msg);
+		return MG_OK;
+	}
+	if (r < 0) {
+		m->stats.errors++;
+		log_failure(m, j, "group for '%s'%s failed, will retry: %s",
+			    j->group->recipient_address, part_note(j->group, note, sizeof(note)),
+			    err.msg);
+		if (mg_db_broken(m->conn)) {
+			m->db_broken = true;
+			return MG_ETEMP;
+		}
+		return MG_OK;
+	}
+	if (m->dry_run) {
+		m->stats.sent++;
+		mg_log(LOG_INFO, &ctx, "dry run: would send mail to '%s' (%zu bytes, %zu events%s)",
+		       j->group->recipient_address, j->len, j->group->n_events,
+		       part_note(j->group, note, sizeof(note)));
+		free(j->message);
+		j->message = NULL;
+		return MG_OK;
+	}
+	j->from = m->sender_addr;
+	r = put_in_outbox(m, j, &err);
+	if (r < 0) {
+		m->stats.errors++;
+		log_failure(m, j, "group for '%s'%s failed, will retry: %s",
+			    j->group->recipient_address, part_note(j->group, note, sizeof(note)),
+			    err.msg);
+		free(j->message);
+		j->message = NULL;
+		if (mg_db_broken(m->conn)) {
+			m->db_broken = true;
+			return MG_ETEMP;
+		}
+		return MG_OK;
+	}
+	*ret_queue = true;
+	return MG_OK;
+}
+
 int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 {
 	struct mg_smtp_opts opts = {
@@ -633,171 +835,92 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		.timeout_sec = m->cfg->smtp_timeout_sec,
 		.client = m->smtp_client,
 	};
+	size_t per_session = (size_t)m->cfg->mails_per_session;
 	struct mg_smtp_msg *msgs = NULL;
 	struct job *jobs = NULL, **queued = NULL;
 	struct mg_err err = { 0 };
-	size_t n_queued = 0;
+	size_t n_queued = 0, n_ready = 0, next = 0;
+	size_t *ready = NULL;
 	bool *claimed = NULL;
-	int64_t now;
 	int r = MG_OK;
 
 	m->stats.next_due = INT64_MAX;
 	jobs = calloc(n, sizeof(*jobs));
 	claimed = calloc(n, sizeof(*claimed));
-	queued = calloc(n, sizeof(*queued));
-	msgs = calloc(n, sizeof(*msgs));
-	if ((jobs == NULL || claimed == NULL || queued == NULL || msgs == NULL) && n > 0) {
+	ready = calloc(n, sizeof(*ready));
+	queued = calloc(per_session, sizeof(*queued));
+	msgs = calloc(per_session, sizeof(*msgs));
+	if ((jobs == NULL || claimed == NULL || ready == NULL || queued == NULL || msgs == NULL) &&
+	    n > 0) {
 		mg_log(LOG_ERR, NULL, "out of memory; %zu groups stay pending", n);
 		m->stats.errors += n;
 		r = MG_ETEMP;
 		goto out;
 	}
+	/*
+	 * Claim every group before any mail goes out.  The parts of a split
+	 * group share its keys, so they must all be claimed (and found due)
+	 * while last_sent is still that of the last run: once part 1 is
+	 * recorded, the others would be postponed by the interval.  The
+	 * advisory lock is re-entrant within our session, and every unclaim
+	 * releases one level.
+	 */
 	for (size_t i = 0; i < n; i++) {
-		struct job *j = &jobs[i];
-		struct mg_log_ctx ctx;
+		bool is_ready;
 
-		j->group = &groups[i];
-		j->dids = MG_BUF_INIT(4096);
-		j->eids = MG_BUF_INIT(4096);
-		memset(&err, 0, sizeof(err));
-		r = mg_db_claim(m->conn, j->group, &claimed[i], &err);
-		job_describe(j);
-		ctx = job_log_ctx(j);
-		if (r < 0) {
-			m->stats.errors++;
-			mg_log(LOG_ERR, &ctx, "%s", err.msg);
-			if (mg_db_broken(m->conn)) {
-				m->db_broken = true;
-				r = MG_ETEMP;
-				goto out;
-			}
-			continue;
-		}
-		if (!claimed[i]) {
-			m->stats.skipped++;
-			mg_log(LOG_INFO, &ctx,
-			       "group for '%s' is being handled by another process or was sent, "
-			       "skipping",
-			       j->group->recipient_address);
-			continue;
-		}
-		now = now_usec();
-		if (!mg_group_is_due(j->group, now)) {
-			m->stats.postponed++;
-			if (mg_group_due_at(j->group) < m->stats.next_due)
-				m->stats.next_due = mg_group_due_at(j->group);
-			mg_log(LOG_DEBUG, &ctx,
-			       "group for '%s' postponed: last mail %lld s ago, interval %lld s",
-			       j->group->recipient_address,
-			       (long long)((now - j->group->last_sent) / 1000000),
-			       (long long)j->group->interval_sec);
-			continue;
-		}
-		if (!m->dry_run) {
-			bool found = false;
-
-			r = take_from_outbox(m, j, &found, &err);
-			job_describe(j);
-			ctx = job_log_ctx(j);
-			if (r < 0) {
-				m->stats.errors++;
-				log_failure(m, j, "group for '%s' failed, will retry: %s",
-					    j->group->recipient_address, err.msg);
-				if (mg_db_broken(m->conn)) {
-					m->db_broken = true;
-					r = MG_ETEMP;
-					goto out;
-				}
-				continue;
-			}
-			if (found)
-				goto queue;
-			if (j->group->has_outbox) {
-				/* the outbox mail went meanwhile: the interval rule again */
-				j->group->has_outbox = false;
-				if (!mg_group_is_due(j->group, now)) {
-					m->stats.postponed++;
-					if (mg_group_due_at(j->group) < m->stats.next_due)
-						m->stats.next_due = mg_group_due_at(j->group);
-					continue;
-				}
-			}
-		} else if (j->group->has_outbox) {
-			m->stats.sent++;
-			mg_log(LOG_INFO, &ctx,
-			       "dry run: a mail to '%s' waits in the outbox and would be sent again",
-			       j->group->recipient_address);
-			continue;
-		}
-		if (m->cfg->recipient_max_mails > 0 &&
-		    recipient_over_limit(m, j, queued, n_queued, now)) {
-			m->stats.postponed++;
-			continue;
-		}
-		r = build_mail(m, j, &err);
-		ctx = job_log_ctx(j);
-		if (r == MG_EINPUT) {
-			char what[300];
-
-			/* bad data or a bad template: retrying the same will not help */
-			j->ticket[0] = '\0'; /* no mail carries the number drawn for it */
-			(void)snprintf(what, sizeof(what), "group for '%.200s' cannot be mailed",
-				       j->group->recipient_address);
-			record_failure(m, j, true, what, err.msg);
-			continue;
-		}
-		if (r < 0) {
-			m->stats.errors++;
-			/* no mail carries the number drawn for it: do not name it */
-			j->ticket[0] = '\0';
-			log_failure(m, j, "group for '%s' failed, will retry: %s",
-				    j->group->recipient_address, err.msg);
-			if (mg_db_broken(m->conn)) {
-				m->db_broken = true;
-				r = MG_ETEMP;
-				goto out;
-			}
-			continue;
-		}
-		if (m->dry_run) {
-			m->stats.sent++;
-			mg_log(LOG_INFO, &ctx,
-			       "dry run: would send mail to '%s' (%zu bytes, %zu events)",
-			       j->group->recipient_address, j->len, j->group->n_events);
-			continue;
-		}
-		j->from = m->sender_addr;
-		r = put_in_outbox(m, j, &err);
-		if (r < 0) {
-			m->stats.errors++;
-			log_failure(m, j, "group for '%s' failed, will retry: %s",
-				    j->group->recipient_address, err.msg);
-			if (mg_db_broken(m->conn)) {
-				m->db_broken = true;
-				r = MG_ETEMP;
-				goto out;
-			}
-			continue;
-		}
-queue:
-		j->rcpts[0] = j->group->recipient_address;
-		msgs[n_queued].from = j->from;
-		msgs[n_queued].rcpts = j->rcpts;
-		msgs[n_queued].n_rcpts = 1;
-		msgs[n_queued].data = j->message;
-		msgs[n_queued].len = j->len;
-		msgs[n_queued].arg = j;
-		queued[n_queued++] = j;
+		jobs[i].group = &groups[i];
+		jobs[i].dids = MG_BUF_INIT(4096);
+		jobs[i].eids = MG_BUF_INIT(4096);
+		r = claim_one(m, &jobs[i], &claimed[i], &is_ready);
+		if (r < 0)
+			goto out;
+		if (is_ready)
+			ready[n_ready++] = i;
 	}
-	r = MG_OK;
-	if (n_queued > 0) {
+	/*
+	 * Then build and send in SMTP sessions of at most mails_per_session
+	 * mails, so that memory holds one session's mails, however many parts
+	 * a group was split into.
+	 */
+	while (next < n_ready) {
+		n_queued = 0;
+		memset(msgs, 0, per_session * sizeof(*msgs));
+		for (; next < n_ready && n_queued < per_session; next++) {
+			struct job *j = &jobs[ready[next]];
+			bool queue;
+
+			r = build_one(m, j, queued, n_queued, &queue);
+			if (r < 0)
+				goto out;
+			if (!queue)
+				continue;
+			j->rcpts[0] = j->group->recipient_address;
+			msgs[n_queued].from = j->from;
+			msgs[n_queued].rcpts = j->rcpts;
+			msgs[n_queued].n_rcpts = 1;
+			msgs[n_queued].data = j->message;
+			msgs[n_queued].len = j->len;
+			msgs[n_queued].arg = j;
+			queued[n_queued++] = j;
+		}
+		if (n_queued == 0)
+			continue;
 		memset(&err, 0, sizeof(err));
 		r = mg_smtp_send(&opts, msgs, n_queued, on_mail_done, m, &err);
-		if (r < 0)
+		for (size_t k = 0; k < n_queued; k++) {
+			free(queued[k]->message);
+			queued[k]->message = NULL;
+		}
+		if (r < 0) {
 			log_session_failure(m, err.msg);
+			/* the groups not built yet stay pending, as the ones just tried */
+			m->stats.errors += n_ready - next;
+			goto out;
+		}
+		if (m->db_broken)
+			break;
 	}
-	if (r == MG_OK && m->db_broken)
-		r = MG_ETEMP;
+	r = m->db_broken ? MG_ETEMP : MG_OK;
 out:
 	for (size_t i = 0; i < n; i++) {
 		if (jobs != NULL && claimed != NULL && claimed[i])
@@ -807,6 +930,7 @@ out:
 	}
 	free(msgs);
 	free(queued);
+	free(ready);
 	free(claimed);
 	free(jobs);
 	return r;

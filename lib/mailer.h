@@ -46,16 +46,22 @@ int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run, struc
 void mg_mailer_free(struct mg_mailer *m);
 
 /*
- * Process groups[0..n) (at most delivery.mails_per_session of them): claim
- * each, postpone it if it is not due, otherwise render, sign and queue its
- * mail and store it in the outbox (a group whose mail is in the outbox
- * already gets that mail again, as it was); then hand every queued mail to
- * the SMTP server over one connection, and record each accepted mail in the
+ * Process groups[0..n): claim each and postpone it if it is not due; a
+ * group whose mail waits in the outbox gets that mail again, as it was;
+ * for the others render, sign and queue the mails, storing each in the
+ * outbox, and hand them to the SMTP server over one connection per
+ * delivery.mails_per_session mails, recording each accepted mail in the
  * database before the next one is sent.  Every failure is logged once with
  * the group's directive and event ids.  A group the server refuses (5xx),
  * or whose mail cannot be built from its data, is put into the failed
  * state; one the server defers (4xx) is retried after its own back-off;
  * after connection trouble it simply stays pending.
+ *
+ * All parts of a group split by mg_group_split() must come in the same
+ * call (see mg_group_span()): every group is claimed before any mail is
+ * sent, so the later parts are not postponed by the notification interval
+ * that the first part's mail starts.  n may therefore exceed
+ * delivery.mails_per_session.
  *
  * Returns MG_OK, or MG_ETEMP when the SMTP server could not be reached or
  * the database connection broke (the caller should stop for now: the

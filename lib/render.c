@@ -1,4 +1,5 @@
 /* lib/render.c - one group to subject, body and CSV (pure) */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@ struct subst {
 	const struct mg_group *group;
 	const char *ticket;
 	const char *csv;
+	char part[24], parts[24]; /* mail_part and mail_parts, "1" and "1" when not split */
 };
 
 static const char *subst_lookup(void *arg, const char *name)
@@ -26,6 +28,10 @@ static const char *subst_lookup(void *arg, const char *name)
 		return s->ticket;
 	if (strcmp(name, "events_as_csv") == 0)
 		return s->csv;
+	if (strcmp(name, "mail_part") == 0)
+		return s->part;
+	if (strcmp(name, "mail_parts") == 0)
+		return s->parts;
 	return NULL;
 }
 
@@ -90,6 +96,10 @@ int mg_render(const struct mg_render_in *in, struct mg_rendered *ret, struct mg_
 	s.group = in->group;
 	s.ticket = in->ticket;
 	s.csv = in->attach_csv ? "" : mg_buf_str(&csv);
+	(void)snprintf(s.part, sizeof(s.part), "%zu",
+		       in->group->n_parts > 0 ? in->group->part : (size_t)1);
+	(void)snprintf(s.parts, sizeof(s.parts), "%zu",
+		       in->group->n_parts > 0 ? in->group->n_parts : (size_t)1);
 	r = mg_template_expand(tmpl_subject, strlen(tmpl_subject), subst_lookup, &s, &subject, err);
 	if (r < 0) {
 		mg_err_prefix(err, "template '%s', subject: ", in->template_name);

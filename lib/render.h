@@ -37,11 +37,14 @@ struct mg_rendered {
  * Render a group as the original's mail_format_as_csv() does: split the
  * template (first non-empty line subject, rest body), build the CSV of the
  * events, and substitute, in this order of precedence (later wins):
- * ticket_number, events_as_csv ("" when attached), then every key of the
- * aggregate identifier.  Unknown names and stray "$" fail with MG_EINPUT,
- * the message naming the template and the place; so do an aggregate key or
- * value or an event cell that is not valid UTF-8 (the mail is declared
- * UTF-8; a database with encoding SQL_ASCII can hold any bytes).  Pure.
+ * ticket_number, events_as_csv ("" when attached), mail_part and mail_parts
+ * (ours: which of the mails of a group split by delivery.max_events_per_mail
+ * this is, 1-based, and how many there are; "1" and "1" for a group that was
+ * not split), then every key of the aggregate identifier.  Unknown names and
+ * stray "$" fail with MG_EINPUT, the message naming the template and the
+ * place; so do an aggregate key or value or an event cell that is not valid
+ * UTF-8 (the mail is declared UTF-8; a database with encoding SQL_ASCII can
+ * hold any bytes).  Pure.
  */
 int mg_render(const struct mg_render_in *in, struct mg_rendered *ret, struct mg_err *err);
 

@@ -45,7 +45,8 @@ static void test_good(void **state)
 	assert_string_equal(cfg.smtp_host, "mx");
 	assert_int_equal(cfg.smtp_port, 25);
 	assert_int_equal(cfg.log_level, LOG_DEBUG);
-	assert_int_equal(cfg.mails_per_session, 32); /* default */
+	assert_int_equal(cfg.mails_per_session, 32);	  /* default */
+	assert_int_equal(cfg.max_events_per_mail, 10000); /* default */
 	assert_int_equal(cfg.n_warnings, 0);
 	mg_config_release(&cfg);
 }
@@ -117,6 +118,14 @@ static void test_bad_values(void **state)
 		{ "\"logging_level\": \"LOUD\"", "'logging_level': expected DEBUG, INFO" },
 		{ "\"delivery\": {\"mails_per_session\": 0}",
 		  "'delivery.mails_per_session': expected an integer 1..64, got \"0\"" },
+		{ "\"delivery\": {\"max_events_per_mail\": 0}",
+		  "'delivery.max_events_per_mail': expected an integer 1..1000000, got \"0\"" },
+		{ "\"delivery\": {\"max_events_per_mail\": 1000001}",
+		  "'delivery.max_events_per_mail': expected an integer 1..1000000" },
+		{ "\"delivery\": {\"max_events_per_mail\": -5}",
+		  "'delivery.max_events_per_mail': expected an integer 1..1000000" },
+		{ "\"delivery\": {\"max_events_per_mail\": \"100\"}",
+		  "'delivery.max_events_per_mail': expected an integer 1..1000000, got a string" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char text[2048];
@@ -133,6 +142,39 @@ static void test_bad_values(void **state)
 		assert_int_equal(parse1(&cfg, text, &err), MG_ECONFIG);
 		if (strstr(err.msg, cases[i].want) == NULL)
 			fail_msg("got \"%s\", want \"%s\"", err.msg, cases[i].want);
+	}
+}
+
+/* delivery.max_events_per_mail: the bounds and values between are accepted. */
+static void test_max_events_per_mail(void **state)
+{
+	static const struct {
+		const char *value;
+		int want;
+	} cases[] = {
+		{ "1", 1 },
+		{ "1000", 1000 },
+		{ "2500", 2500 },
+		{ "1000000", 1000000 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[2048];
+		struct mg_config cfg;
+		struct mg_err err = { 0 };
+
+		(void)snprintf(
+			text, sizeof(text),
+			"{\"openpgp\": {\"gnupg_home\": \"/g\", \"always_sign\": false,"
+			" \"signing_key\": \"\"}, \"database\": {\"event\": {\"name\": \"e\"}},"
+			" \"template_dir\": \"/t\", \"sender\": \"a@b.example\","
+			" \"delivery\": {\"max_events_per_mail\": %s}}",
+			cases[i].value);
+		print_message("case %zu: %s\n", i, cases[i].value);
+		if (parse1(&cfg, text, &err) != MG_OK)
+			fail_msg("got \"%s\"", err.msg);
+		assert_int_equal(cfg.max_events_per_mail, cases[i].want);
+		assert_int_equal(cfg.n_warnings, 0);
+		mg_config_release(&cfg);
 	}
 }
 
@@ -460,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_smtp_tls_auth),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_max_events_per_mail),
 		cmocka_unit_test(test_unknown_keys_warn),
 		cmocka_unit_test(test_unknown_long_keys),
 		cmocka_unit_test(test_db_params),

@@ -98,6 +98,61 @@ static void test_precedence(void **state)
 	mg_rendered_release(&out);
 }
 
+/* ${mail_part} of ${mail_parts}: "1" of "1" unless the group was split. */
+static void test_mail_part(void **state)
+{
+	static const char t[] = "Report $ticket_number (part ${mail_part} of ${mail_parts})\n"
+				"Part $mail_part/$mail_parts";
+	static const struct {
+		size_t part, n_parts;
+		const char *subject, *body;
+	} cases[] = {
+		{ 0, 0, "Report 20261126-10000001 (part 1 of 1)", "Part 1/1\n" },
+		{ 1, 3, "Report 20261126-10000001 (part 1 of 3)", "Part 1/3\n" },
+		{ 3, 3, "Report 20261126-10000001 (part 3 of 3)", "Part 3/3\n" },
+		{ 12, 200, "Report 20261126-10000001 (part 12 of 200)", "Part 12/200\n" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mg_render_in in;
+		struct mg_group g;
+		struct mg_rendered out = { 0 };
+		struct mg_err err = { 0 };
+
+		setup_in(&in, &g);
+		g.part = cases[i].part;
+		g.n_parts = cases[i].n_parts;
+		in.template_text = t;
+		in.template_len = strlen(t);
+		print_message("case %zu\n", i);
+		assert_int_equal(mg_render(&in, &out, &err), MG_OK);
+		assert_string_equal(out.subject, cases[i].subject);
+		assert_string_equal(out.body, cases[i].body);
+		mg_rendered_release(&out);
+	}
+}
+
+/* An aggregate identifier key named mail_part wins, as for ticket_number. */
+static void test_mail_part_precedence(void **state)
+{
+	static struct mg_kv agg2[] = { { (char *)"mail_part", (char *)"from-aggregate" } };
+	static const char t[] = "S $mail_part $mail_parts\nB";
+	struct mg_render_in in;
+	struct mg_group g;
+	struct mg_rendered out = { 0 };
+	struct mg_err err = { 0 };
+
+	setup_in(&in, &g);
+	g.agg = agg2;
+	g.n_agg = 1;
+	g.part = 2;
+	g.n_parts = 2;
+	in.template_text = t;
+	in.template_len = strlen(t);
+	assert_int_equal(mg_render(&in, &out, &err), MG_OK);
+	assert_string_equal(out.subject, "S from-aggregate 2");
+	mg_rendered_release(&out);
+}
+
 static void test_errors(void **state)
 {
 	static const struct {
@@ -198,6 +253,8 @@ int main(void)
 		cmocka_unit_test(test_inline),
 		cmocka_unit_test(test_attachment),
 		cmocka_unit_test(test_precedence),
+		cmocka_unit_test(test_mail_part),
+		cmocka_unit_test(test_mail_part_precedence),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_aggregate_not_utf8),
 		cmocka_unit_test(test_placement_rule),
