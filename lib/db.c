@@ -748,13 +748,16 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 	 * One statement, so one commit: the sent row, the directives, the
 	 * outbox row of the mail and the group's deferral go together.
 	 */
-	static const char sql[] = "WITH s AS (INSERT INTO sent (intelmq_ticket, sent_at)"
-				  "           VALUES ($6, to_timestamp($7::bigint)) RETURNING id),"
-				  " o AS (DELETE FROM mailgen_outbox WHERE intelmq_ticket = $6),"
-				  " f AS (DELETE FROM mailgen_failed_groups AS f WHERE " KEYS_MATCH(
-					  "f") ") "
-					       "UPDATE directives SET sent_id = (SELECT id FROM s) "
-					       "WHERE id = ANY ($8::bigint[]) AND sent_id IS NULL";
+	static const char sql[] =
+		"WITH s AS (INSERT INTO sent (intelmq_ticket, sent_at)"
+		"           VALUES ($6, to_timestamp($7::bigint)) RETURNING id),"
+		" o AS (DELETE FROM mailgen_outbox WHERE intelmq_ticket = $6),"
+		/* a deferral is over; a part of a split group that failed for good is not */
+		" f AS (DELETE FROM mailgen_failed_groups AS f"
+		"        WHERE f.state = 'deferred' AND " KEYS_MATCH(
+			"f") ") "
+			     "UPDATE directives SET sent_id = (SELECT id FROM s) "
+			     "WHERE id = ANY ($8::bigint[]) AND sent_id IS NULL";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	PGresult *res = NULL;
 	const char *params[8];

@@ -67,12 +67,39 @@ void mg_log_set_level(int max_prio)
 	atomic_store(&log_max_prio, max_prio);
 }
 
-/* Mask control characters so that a record is always one line (Postfix printable()). */
+/*
+ * Mask control characters, so that a record is always one line (Postfix
+ * printable()), and every byte that is not part of a valid UTF-8 sequence
+ * (data from the database, or a string cut by a length limit), so that a
+ * record is always valid UTF-8 for journald and log readers.
+ */
 static void mask_controls(char *s)
 {
-	for (char *p = s; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p != '\0') {
+		size_t n = *p < 0x80		      ? 1
+			   : *p >= 0xc2 && *p <= 0xdf ? 2
+			   : *p >= 0xe0 && *p <= 0xef ? 3
+			   : *p >= 0xf0 && *p <= 0xf4 ? 4
+						      : 0;
+		size_t i;
+
+		if (n == 1) {
+			if (*p < 0x20 || *p == 0x7f)
+				*p = '?';
+			p++;
+			continue;
+		}
+		for (i = 1; n > 1 && i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				break;
+		if (n == 0 || i < n) {
+			*p++ = '?'; /* a stray or cut sequence: mask its first byte */
+			continue;
+		}
+		p += n;
+	}
 }
 
 void mg_log(int prio, const struct mg_log_ctx *ctx_in, const char *fmt, ...)

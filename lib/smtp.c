@@ -57,6 +57,7 @@ struct session_ctx {
 	void *arg;
 	const struct mg_smtp_client *client; /* NULL: plain, no AUTH */
 	int fd;				     /* libESMTP's socket once connected; -1 */
+	int connect_timeout_ms;		     /* libESMTP has none: see connect() */
 	bool encrypted;			     /* STARTTLS done, or SMTPS */
 	bool starttls_sent;
 	bool auth_sent;	    /* an AUTH command awaits its outcome */
@@ -87,6 +88,43 @@ static __thread struct session_ctx *cur_session;
 
 static int bridge_start(struct session_ctx *sc, int fd);
 
+/*
+ * The C library's connect() with a time-out, for a blocking socket:
+ * libESMTP has none of its own, and a host that drops our SYNs would hold
+ * a worker for the kernel's SYN retries (about two minutes).
+ */
+static int connect_timed(connect_fn *fn, int fd, const struct sockaddr *addr, socklen_t len,
+			 int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int flags = fcntl(fd, F_GETFL), soerr = 0, r;
+	socklen_t elen = sizeof(soerr);
+
+	if (flags < 0 || (flags & O_NONBLOCK) || timeout_ms <= 0)
+		return fn(fd, addr, len);
+	if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return fn(fd, addr, len);
+	r = fn(fd, addr, len);
+	if (r < 0 && errno == EINPROGRESS) {
+		do
+			r = poll(&pfd, 1, timeout_ms);
+		while (r < 0 && errno == EINTR);
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			r = -1;
+		} else if (r > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &elen) == 0) {
+			errno = soerr;
+			r = soerr == 0 ? 0 : -1;
+		} else {
+			r = -1;
+		}
+	}
+	soerr = errno;
+	(void)fcntl(fd, F_SETFL, flags);
+	errno = soerr;
+	return r;
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	static _Atomic(connect_fn *) real;
@@ -112,7 +150,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		}
 		errno = saved;
 	}
-	r = fn(fd, addr, len);
+	if (tcp && sc != NULL)
+		r = connect_timed(fn, fd, addr, len, sc->connect_timeout_ms);
+	else
+		r = fn(fd, addr, len);
 	/* only a connect that worked: "localhost" may try ::1 in vain first */
 	if (r == 0 && tcp && sc != NULL && sc->fd < 0) {
 		sc->fd = fd;
@@ -808,7 +849,11 @@ void mg_smtp_abort(void)
 int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t n,
 		 mg_smtp_done_fn *done, void *arg, struct mg_err *err)
 {
-	struct session_ctx sc = { .done = done, .arg = arg, .client = o->client, .fd = -1 };
+	struct session_ctx sc = { .done = done,
+				  .arg = arg,
+				  .client = o->client,
+				  .fd = -1,
+				  .connect_timeout_ms = o->timeout_sec * 1000 };
 	const struct mg_smtp_client *c = o->client;
 	struct msg_ctx *ctxs = NULL;
 	smtp_session_t session = NULL;

@@ -10,7 +10,9 @@ other group of the run is delivered, and the exit status is non-zero.
 import copy
 import json
 import os
+import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -422,6 +424,42 @@ class SmtpFailureTest(FailureTestBase):
                          for _, raw in self.smtp.messages())
         self.assertEqual(tickets, sorted(linked.values()))
 
+
+    def test_smtp_server_not_answering_times_out(self):
+        # A listening socket whose accept queue is full drops further SYNs:
+        # the connect neither succeeds nor fails, like a host behind a
+        # firewall that drops packets.  Without a connect time-out of our
+        # own, libESMTP would wait for the kernel (about two minutes).
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(lsock.close)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        port = lsock.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+            self.addCleanup(c.close)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(probe.close)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(("127.0.0.1", port))
+            self.skipTest("this kernel completes connects beyond the backlog")
+        except socket.timeout:
+            pass
+        groups = self.insert_groups([("g", make_directive("rcpt@example.net", GOOD))])
+        cfg = self.config(delivery={"smtp_timeout_seconds": 2})
+        cfg["smtp"]["port"] = port
+        t0 = time.monotonic()
+        rc, out, err = self.cbmail(cfg=cfg)
+        elapsed = time.monotonic() - t0
+        self.assertNotEqual(rc, 0, self.out_msg())
+        self.assertLess(elapsed, 30, "the connect was not cut after 2 s")
+        self.assertIn("timed out", err, self.out_msg())
+        self.assertEqual(self.pending(groups["g"][0]), set(groups["g"][0]))
 
     def test_smtp_server_down_orderly_exit(self):
         self.insert_groups([("g%d" % i, make_directive("rcpt%d@example.net" % i, GOOD))

@@ -273,8 +273,9 @@ class SplitTest(unittest.TestCase):
         self.assertEqual(mc.summary(out), (False, 3, 0, 1), out + err)
         errors = [ln for ln in err.splitlines() if "ERROR" in ln]
         self.assertEqual(len(errors), 1, err)
-        self.assertIn("group for 'big@example.net' (part 1 of 2) failed: the mail of 2000 events"
-                      " would exceed 'delivery.max_mail_bytes' (65536 bytes;"
+        self.assertIn("group for 'big@example.net' (part 1 of 2) cannot be mailed, group failed"
+                      " (not retried until 'mailgenctl retry'; 1 attempts): the mail of 2000"
+                      " events would exceed 'delivery.max_mail_bytes' (65536 bytes;"
                       " 'delivery.max_events_per_mail' is 2000): ", errors[0])
         self.assertIn("directive_ids=1,2,3,", errors[0])
         # the other part and the other groups went out; the failed part was
@@ -287,6 +288,9 @@ class SplitTest(unittest.TestCase):
         rec = self.recorded()
         pending = sorted(did for did, ticket in rec.values() if ticket is None)
         self.assertEqual(pending, list(range(1, 2001)))
+        # and the group is in the failed state until an operator releases it
+        self.assertEqual(self.pg.scalar(self.db, "SELECT state FROM mailgen_failed_groups"
+                                                 " WHERE recipient_address = '%s'" % BIG), "failed")
 
     def test_cbmail_200000_events_default_cap(self):
         n = 200000
