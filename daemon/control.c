@@ -354,6 +354,11 @@ static void on_conn_idle(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *k = arg;
 
+	if (k->waiting) {
+		/* our side is slow (the scanner is busy), not the client */
+		conn_touch(k);
+		return;
+	}
 	mg_log(LOG_DEBUG, NULL, "control: connection of uid %u idle for %d s, closing",
 	       (unsigned)k->uid, CONTROL_IDLE_TIMEOUT_SEC);
 	conn_free(k);

@@ -296,6 +296,10 @@ static void run_actions(struct pool *p, PGconn **conn)
 	memcpy(todo, p->actions, n * sizeof(todo[0]));
 	p->n_actions = 0;
 	pthread_mutex_unlock(&p->lock);
+	if (n == 0) {
+		completion_free(c);
+		goto out;
+	}
 	if (c != NULL)
 		c->answers = calloc(n, sizeof(*c->answers));
 	if (c == NULL || c->answers == NULL) {
@@ -349,6 +353,33 @@ static bool batch_add(struct batch **b, size_t *cap, struct mg_group *g)
 	(*b)->groups[(*b)->n++] = *g; /* moved */
 	memset(g, 0, sizeof(*g));
 	return true;
+}
+
+static bool actions_pending(struct pool *p)
+{
+	bool a;
+
+	pthread_mutex_lock(&p->lock);
+	a = p->n_actions > 0;
+	pthread_mutex_unlock(&p->lock);
+	return a;
+}
+
+/*
+ * Hand a batch to the workers (ownership goes with it).  While the queue is
+ * full, operators' requests are answered: a scan of a large backlog waits
+ * here until the workers have nearly caught up.  Returns false when the
+ * queue refused it (stopping, or held).
+ */
+static bool push_batch(struct pool *p, PGconn **conn, struct batch *b)
+{
+	enum workq_push_rc rc;
+
+	while ((rc = workq_push(p->q, b)) == WQ_WOKEN)
+		run_actions(p, conn);
+	if (rc == WQ_PUSHED && actions_pending(p))
+		run_actions(p, conn);
+	return rc == WQ_PUSHED;
 }
 
 /*
@@ -427,7 +458,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			 */
 			if (b->n >= per && g->part == g->n_parts) {
 				/* refused when stopping or held: the groups stay pending */
-				ended = !workq_push(p->q, b) || scan_should_end(p);
+				ended = !push_batch(p, conn, b) || scan_should_end(p);
 				b = NULL;
 			}
 		}
@@ -439,7 +470,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	if (b != NULL && (ended || scan_should_end(p)))
 		batch_free(b); /* its groups stay pending for the next scan */
 	else if (b != NULL)
-		(void)workq_push(p->q, b); /* refused: its groups stay pending */
+		(void)push_batch(p, conn, b); /* refused: its groups stay pending */
 	b = NULL;
 	if (r < 0 && !should_stop(p)) {
 		c->db_failed = mg_db_broken(*conn) || r == MG_ETEMP;
@@ -679,6 +710,7 @@ bool pool_request_action(struct pool *p, enum pool_action_kind kind, int64_t id,
 		p->actions[p->n_actions].uid = uid;
 		p->actions[p->n_actions].token = token;
 		p->n_actions++;
+		workq_wake_pusher(p->q); /* a scan waiting for room answers it */
 		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);

@@ -12,6 +12,7 @@ struct workq {
 	size_t len, capacity;
 	bool held;
 	bool closed;
+	bool wake; /* workq_wake_pusher() was called */
 };
 
 void batch_free(struct batch *b)
@@ -48,15 +49,22 @@ void workq_free(struct workq *q)
 	free(q);
 }
 
-bool workq_push(struct workq *q, struct batch *b)
+enum workq_push_rc workq_push(struct workq *q, struct batch *b)
 {
 	pthread_mutex_lock(&q->lock);
-	while (!q->closed && !q->held && q->len >= q->capacity)
+	while (!q->closed && !q->held && !q->wake && q->len >= q->capacity)
 		pthread_cond_wait(&q->not_full, &q->lock);
 	if (q->closed || q->held) {
 		pthread_mutex_unlock(&q->lock);
 		batch_free(b);
-		return false;
+		return WQ_REFUSED;
+	}
+	if (q->wake) {
+		q->wake = false;
+		if (q->len >= q->capacity) {
+			pthread_mutex_unlock(&q->lock);
+			return WQ_WOKEN; /* b is still the caller's */
+		}
 	}
 	b->next = NULL;
 	if (q->tail != NULL)
@@ -67,7 +75,15 @@ bool workq_push(struct workq *q, struct batch *b)
 	q->len++;
 	pthread_cond_signal(&q->not_empty);
 	pthread_mutex_unlock(&q->lock);
-	return true;
+	return WQ_PUSHED;
+}
+
+void workq_wake_pusher(struct workq *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->wake = true;
+	pthread_cond_broadcast(&q->not_full);
+	pthread_mutex_unlock(&q->lock);
 }
 
 struct batch *workq_pop(struct workq *q)

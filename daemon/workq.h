@@ -25,13 +25,23 @@ struct workq *workq_new(size_t capacity);
 /* Frees batches still queued.  No thread may use it any more.  NULL-safe. */
 void workq_free(struct workq *q);
 
+enum workq_push_rc {
+	WQ_PUSHED,  /* queued: the queue owns b */
+	WQ_REFUSED, /* closed, or held: b was freed */
+	WQ_WOKEN,   /* workq_wake_pusher() while full: b is still the caller's */
+};
+
 /*
- * Queue a batch, waiting while the queue is full.  Takes ownership of b
- * even on failure.  Returns false (and frees b) once the queue was closed,
- * or while it is held: batches made before a hold would be handed out in
- * a stale order when it ends.
+ * Queue a batch, waiting while the queue is full.  Refused once the queue
+ * was closed, or while it is held: batches made before a hold would be
+ * handed out in a stale order when it ends.  A pusher waiting for room
+ * returns WQ_WOKEN when workq_wake_pusher() is called, so that it can do
+ * something else and push again.
  */
-bool workq_push(struct workq *q, struct batch *b);
+enum workq_push_rc workq_push(struct workq *q, struct batch *b);
+
+/* Wake a pusher waiting for room (once). */
+void workq_wake_pusher(struct workq *q);
 
 /*
  * Take the oldest batch, waiting while the queue is empty or held.

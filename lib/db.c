@@ -228,7 +228,7 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 		"            AND d2.template_name = d.template_name"
 		"            AND d2.notification_format = d.notification_format"
 		"            AND d2.event_data_format = d.event_data_format"
-		"            AND d2.aggregate_identifier = d.aggregate_identifier"
+		"            AND d2.aggregate_identifier IS NOT DISTINCT FROM d.aggregate_identifier"
 		"          ORDER BY d2.inserted_at DESC LIMIT 1) AS last_sent_us,"
 		"        min(d.id) AS first_id"
 		"   FROM (SELECT d3.id, d3.events_id, d3.recipient_address, d3.template_name,"
@@ -404,7 +404,10 @@ static void group_key_params(const struct mg_group *g, const char *params[5])
 	params[1] = g->template_name;
 	params[2] = g->notification_format;
 	params[3] = g->event_data_format;
-	params[4] = g->aggregate_literal;
+	/* "" is how a NULL column was read: pass NULL, not a malformed text[] */
+	params[4] = g->aggregate_literal != NULL && g->aggregate_literal[0] != '\0'
+			    ? g->aggregate_literal
+			    : NULL;
 }
 
 void mg_db_unclaim(PGconn *conn, const struct mg_group *g)
@@ -742,7 +745,7 @@ static void keys_params(const struct mg_group *g, const char **params)
 }
 
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
-		    struct mg_err *err)
+		    size_t *ret_n_marked, struct mg_err *err)
 {
 	/*
 	 * One statement, so one commit: the sent row, the directives, the
@@ -782,12 +785,8 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 			       db_message(conn, res));
 		goto out;
 	}
-	if (strtoull(PQcmdTuples(res), NULL, 10) != g->n_directives) {
-		r = mg_err_set(err, MG_EINPUT,
-			       "ticket %s: %zu directives given, only %s were still pending",
-			       ticket, g->n_directives, PQcmdTuples(res));
-		goto out;
-	}
+	/* committed: fewer rows (directives deleted meanwhile) is for the caller to tell */
+	*ret_n_marked = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
 	r = MG_OK;
 out:
 	PQclear(res);
@@ -858,8 +857,10 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 			      "                                     ORDER BY o2.created_at, o2.intelmq_ticket"
 			      "                                     LIMIT 1)"
 			      "            RETURNING *),"
-			      " ids AS (SELECT unnest(o.directive_ids) AS id FROM o"
-			      "         INTERSECT SELECT unnest($6::bigint[]))"
+			      /* all of its directives still pending: ours too, under the group lock */
+			      " ids AS (SELECT d.id FROM directives AS d"
+			      "          WHERE d.id IN (SELECT unnest(o.directive_ids) FROM o)"
+			      "            AND d.sent_id IS NULL)"
 			      "SELECT o.intelmq_ticket, o.message_id, o.envelope_from, o.message,"
 			      " (SELECT array_agg(id ORDER BY id) FROM ids)::text,"
 			      " (SELECT array_agg(DISTINCT d.events_id ORDER BY d.events_id)"
@@ -1124,7 +1125,8 @@ int mg_db_failed_drop(PGconn *conn, int64_t id, const char *who, size_t *ret_n, 
 	 * waiting in the outbox are deleted (their tickets are never used).
 	 */
 	static const char sql[] =
-		"WITH f AS (DELETE FROM mailgen_failed_groups WHERE id = $1::bigint RETURNING *),"
+		"WITH f AS (DELETE FROM mailgen_failed_groups"
+		"            WHERE id = $1::bigint AND state = 'failed' RETURNING *),"
 		" o AS (DELETE FROM mailgen_outbox AS o USING f"
 		"        WHERE o.recipient_address = f.recipient_address"
 		"          AND o.template_name = f.template_name"
@@ -1164,6 +1166,22 @@ int mg_db_failed_drop(PGconn *conn, int64_t id, const char *who, size_t *ret_n, 
 	else
 		*ret_n = (size_t)n_dirs;
 out:
+	PQclear(res);
+	return r;
+}
+
+int mg_db_outbox_delete(PGconn *conn, const char *ticket, struct mg_err *err)
+{
+	const char *params[1] = { ticket };
+	PGresult *res;
+	int r = MG_OK;
+
+	res = PQexecParams(conn, "DELETE FROM mailgen_outbox WHERE intelmq_ticket = $1", 1, NULL,
+			   params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		r = mg_err_set(err, db_classify(conn, res),
+			       "ticket %s: deleting the mail from mailgen_outbox failed: %s",
+			       ticket, db_message(conn, res));
 	PQclear(res);
 	return r;
 }

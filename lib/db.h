@@ -104,13 +104,17 @@ int mg_db_load_events(PGconn *conn, const struct mg_group *g, const struct mg_co
 
 /*
  * Record a mail the SMTP server accepted: insert the sent row (ticket,
- * sent_at = the Date header), link every directive of g to it, delete the
- * mail's outbox row and the group's deferral, in one statement, committed
- * when it returns.  Fewer directives still pending than g names is
- * MG_EINPUT (the row is recorded anyway).
+ * sent_at = the Date header), link every directive of g still pending to
+ * it, delete the mail's outbox row and the group's deferral, in one
+ * statement, committed when it returns.  *ret_n_marked says how many
+ * directives were linked: fewer than g names when some were deleted (or
+ * sent) meanwhile.
  */
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
-		    struct mg_err *err);
+		    size_t *ret_n_marked, struct mg_err *err);
+
+/* Delete the outbox mail with this ticket (it was refused for good). */
+int mg_db_outbox_delete(PGconn *conn, const char *ticket, struct mg_err *err);
 
 /*
  * A mail as stored in mailgen_outbox: built, signed, ticket drawn, not yet
@@ -138,8 +142,9 @@ int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_out
  * Look for a mail of the claimed group g in the outbox (the oldest one that
  * covers any of g's directives) and count this as an attempt.  When one is
  * found, *ret_found is true, *ret_ob gets it (release it with
- * mg_outbox_mail_release) and g's directive and event ids are narrowed to
- * the ones that mail covers.  *ret_more says that further outbox mails of
+ * mg_outbox_mail_release) and g's directive and event ids are replaced by
+ * those of the mail that are still pending (which may include directives of
+ * other parts of a split group: the caller holds the group's lock).  *ret_more says that further outbox mails of
  * the group wait (or a stale one was skipped), so the caller should come
  * back soon.
  */
@@ -185,10 +190,11 @@ int mg_db_failed_list(PGconn *conn, size_t max, struct mg_failed_list *ret, stru
 int mg_db_failed_retry(PGconn *conn, int64_t id, size_t *ret_n, struct mg_err *err);
 
 /*
- * Give up on failed group id: its pending directives are never mailed
- * (listed in mailgen_dropped_directives with who and the reason), its
- * outbox mails are deleted.  *ret_n: how many directives were dropped.
- * An unknown id is MG_EINPUT.
+ * Give up on failed group id (state 'failed'; a deferred one is still being
+ * tried): its pending directives are never mailed (listed in
+ * mailgen_dropped_directives with who and the reason), its outbox mails
+ * are deleted.  *ret_n: how many directives were dropped.  An unknown id
+ * is MG_EINPUT.
  */
 int mg_db_failed_drop(PGconn *conn, int64_t id, const char *who, size_t *ret_n, struct mg_err *err);
 

@@ -376,6 +376,9 @@ static int make_part(const struct mg_group *g, size_t off, size_t n, struct mg_g
 	p->interval_sec = g->interval_sec;
 	p->last_sent = g->last_sent;
 	p->has_last_sent = g->has_last_sent;
+	p->has_outbox = g->has_outbox;
+	p->retry_at = g->retry_at;
+	p->attempts = g->attempts;
 	return MG_OK;
 fail:
 	mg_group_release(p);

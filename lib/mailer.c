@@ -40,6 +40,7 @@ struct job {
 	const char *from;  /* envelope sender */
 	char *outbox_from; /* owned: the envelope sender of a mail from the outbox */
 	bool from_outbox;  /* built earlier, sent again as it was */
+	bool in_outbox;	   /* its mail is stored in mailgen_outbox */
 	const char *rcpts[1];
 	struct mg_smtp_msg smtp;
 	struct mg_buf dids, eids; /* for log lines */
@@ -550,6 +551,13 @@ static void record_failure(struct mg_mailer *m, struct job *j, bool permanent, c
 	}
 	if (failed) {
 		m->stats.failed++;
+		/*
+		 * Refused for good: no copy of it went out, so it need not be
+		 * repeated as it was; a retry builds it anew with what the
+		 * operator fixed (its number stays unused).
+		 */
+		if (j->in_outbox && mg_db_outbox_delete(m->conn, j->ticket, &err) < 0)
+			mg_log(LOG_WARNING, NULL, "%s", err.msg);
 		log_failure(m, j,
 			    "%s, group failed (not retried until 'mailgenctl retry'; %d attempts): "
 			    "%s",
@@ -577,6 +585,7 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 	struct mg_log_ctx ctx = job_log_ctx(j);
 	struct mg_err err = { 0 };
 	char what[300], note[64];
+	size_t n_marked = 0;
 	int r;
 
 	if (msg->result != MG_OK) {
@@ -595,7 +604,7 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 		log_failure(m, j, "%s, will retry: %s", what, msg->err.msg);
 		return;
 	}
-	r = mg_db_mark_sent(m->conn, j->group, j->ticket, j->date, &err);
+	r = mg_db_mark_sent(m->conn, j->group, j->ticket, j->date, &n_marked, &err);
 	if (r < 0) {
 		m->stats.errors++;
 		if (mg_db_broken(m->conn)) {
@@ -612,8 +621,13 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 		       j->group->recipient_address, err.msg);
 		return;
 	}
+	if (n_marked < j->group->n_directives)
+		mg_log(LOG_WARNING, &ctx,
+		       "ticket %s: only %zu of the mail's %zu directives were still pending "
+		       "(deleted meanwhile?)",
+		       j->ticket, n_marked, j->group->n_directives);
 	m->stats.sent++;
-	m->stats.directives_sent += j->group->n_directives;
+	m->stats.directives_sent += n_marked;
 	mg_log(LOG_INFO, &ctx, "sent mail to '%s' with ticket %s (%zu events%s%s)",
 	       j->group->recipient_address, j->ticket, j->group->n_events,
 	       part_note(j->group, note, sizeof(note)),
@@ -635,7 +649,7 @@ static int take_from_outbox(struct mg_mailer *m, struct job *j, bool *ret_found,
 	if (r < 0 || !*ret_found)
 		goto out;
 	if (more)
-		m->stats.next_due = INT64_MIN; /* come back at once for the others */
+		m->stats.next_due = now_usec(); /* come back at once for the others */
 	memcpy(j->ticket, ob.ticket, sizeof(j->ticket));
 	memcpy(j->message_id, ob.message_id, sizeof(j->message_id));
 	j->message = ob.message;
@@ -643,6 +657,7 @@ static int take_from_outbox(struct mg_mailer *m, struct job *j, bool *ret_found,
 	j->outbox_from = ob.envelope_from;
 	j->from = j->outbox_from;
 	j->from_outbox = true;
+	j->in_outbox = true;
 	j->date = (int64_t)time(NULL);
 	ob.message = NULL;
 	ob.envelope_from = NULL;
@@ -823,8 +838,19 @@ static int build_one(struct mg_mailer *m, struct job *j, struct job **queued, si
 		}
 		return MG_OK;
 	}
+	j->in_outbox = true;
 	*ret_queue = true;
 	return MG_OK;
+}
+
+/* Whether a job of ready[0..n_ready) sends the same outbox mail as j. */
+static bool outbox_taken(const struct job *jobs, const size_t *ready, size_t n_ready,
+			 const struct job *j)
+{
+	for (size_t k = 0; k < n_ready; k++)
+		if (jobs[ready[k]].from_outbox && strcmp(jobs[ready[k]].ticket, j->ticket) == 0)
+			return true;
+	return false;
 }
 
 int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
@@ -874,6 +900,19 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 		r = claim_one(m, &jobs[i], &claimed[i], &is_ready);
 		if (r < 0)
 			goto out;
+		if (is_ready && jobs[i].from_outbox &&
+		    outbox_taken(jobs, ready, n_ready, &jobs[i])) {
+			/*
+			 * Another part of this split group took the same outbox mail,
+			 * with every directive of it still pending: nothing is left for
+			 * this part now (what it has beyond that mail comes back as a
+			 * group of its own).
+			 */
+			m->stats.skipped++;
+			free(jobs[i].message);
+			jobs[i].message = NULL;
+			continue;
+		}
 		if (is_ready)
 			ready[n_ready++] = i;
 	}

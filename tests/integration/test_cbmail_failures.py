@@ -28,6 +28,9 @@ TEMPLATES = {
            "\n"
            "Ticket ${ticket_number}\n"
            "${events_as_csv}\n"),
+    "plain.txt": ("Report ${ticket_number}\n"
+                  "\n"
+                  "${events_as_csv}\n"),
     "dollar.txt": ("Report ${ticket_number}\n"
                    "\n"
                    "That costs $ 5.\n"),
@@ -251,6 +254,31 @@ class BadInputTest(FailureTestBase):
         for name in bad:
             self.assertEqual(self.pending(groups[name][0]), set(groups[name][0]))
 
+    def test_null_aggregate_identifier_is_mailed(self):
+        # The trigger always writes an aggregate identifier; an older or
+        # hand-edited database can hold NULL.  Such a group is mailed (and
+        # its interval kept) like one with an empty identifier.
+        eids = self.pg.insert_events(self.db, [{}, {}])
+        sql = ""
+        for eid in eids:
+            sql += ("INSERT INTO directives (events_id, medium, recipient_address,"
+                    " template_name, notification_format, event_data_format,"
+                    " aggregate_identifier, notification_interval, endpoint)"
+                    " VALUES (%d, 'email', 'null-agg@example.net', %s, 'shadowserver',"
+                    " 'csv_test', NULL, '1 day', 'source');\n"
+                    % (eid, sql_literal("plain.txt")))
+        self.pg.psql(self.db, sql)
+        rc, out, err = self.cbmail()
+        self.assertEqual((rc, mc.summary(out)), (0, (False, 1, 0, 0)), self.out_msg())
+        self.assertEqual(self.recipients(), ["null-agg@example.net"])
+        self.assertEqual(self.n_sent_rows(), 1)
+        # a new directive of the same group waits for the interval
+        eid = self.pg.insert_events(self.db, [{}])[0]
+        self.pg.psql(self.db, sql.split(";\n")[0].replace("VALUES (%d," % eids[0],
+                                                            "VALUES (%d," % eid) + ";")
+        rc, out, err = self.cbmail()
+        self.assertEqual((rc, mc.summary(out)), (0, (False, 0, 1, 0)), self.out_msg())
+
     def test_address_length_limit(self):
         # recipient_address is VARCHAR(100) in the schema; a deployment that
         # widened the column must still never hand an over-long path to SMTP.
@@ -307,6 +335,9 @@ class SmtpFailureTest(FailureTestBase):
         self.assertEqual(self.failed_states(), {"bounce": "failed"})
         reason = self.pg.scalar(self.db, "SELECT reason FROM mailgen_failed_groups")
         self.assertIn("550", reason)
+        # refused for good: its mail is not kept for a repeat (a retry
+        # builds it anew, with whatever the operator fixed)
+        self.assertEqual(self.pg.scalar(self.db, "SELECT count(*) FROM mailgen_outbox"), "0")
 
         # the refused group is not tried again until an operator releases it
         rc, out, err = self.cbmail()

@@ -264,6 +264,32 @@ class SplitTest(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
         self.assertEqual(self.smtp.count(), 5)
 
+    def test_outbox_mail_is_sent_once_when_the_parts_change(self):
+        # The whole group's mail is deferred (451) and waits in the outbox;
+        # then the operator lowers the cap, so three parts overlap that one
+        # mail.  It goes out once, as it was, and records every directive.
+        self.insert_scenario(2500)
+        self.smtp.set_options({"reject_rcpt": {BIG: [451, "4.3.0 try later"]}})
+        cfg = self.config({"max_events_per_mail": 10000, "group_retry_min_seconds": 1})
+        rc, out, err = run_cbmail(["--all"], cfg)
+        self.assertEqual(rc, 1, out + err)
+        ticket = self.pg.scalar(self.db, "SELECT intelmq_ticket FROM mailgen_outbox")
+        self.assertRegex(ticket, r"^\d{8}-\d{8}$")
+        self.smtp.set_options({})
+        wait_until(lambda: self.pg.scalar(
+            self.db, "SELECT count(*) FROM mailgen_failed_groups"
+                     " WHERE retry_at > clock_timestamp()") == "0",
+            timeout=30, what="the deferral to end")
+        rc, out, err = run_cbmail(["--all"], self.config({"max_events_per_mail": 1000}))
+        self.assertEqual(rc, 0, out + err)
+        big = [m for m in self.mails() if m[0] == BIG]
+        self.assertEqual([(m[1], m[2], m[3]) for m in big], [(ticket, 1, 1)])
+        self.assertEqual(sorted(big[0][4]), sorted(self.ips(0, 2500)))
+        rec = self.recorded()
+        self.assertEqual({t for ip, (did, t) in rec.items() if ip in set(self.ips(0, 2500))},
+                         {ticket})
+        self.assertEqual(self.pg.scalar(self.db, "SELECT count(*) FROM mailgen_outbox"), "0")
+
     def test_part_over_max_mail_bytes_fails_without_truncation(self):
         self.insert_scenario(2500)
         # about 60 bytes a row: 2,000 rows do not fit in 64 KiB, 500 do

@@ -190,6 +190,9 @@ static struct mg_group make_group(const int64_t *events, size_t n)
 	g.interval_sec = 3600;
 	g.last_sent = 222;
 	g.has_last_sent = true;
+	g.has_outbox = true;
+	g.retry_at = 333;
+	g.attempts = 2;
 	assert_int_equal(mg_group_collect_events(&g, NULL), MG_OK);
 	return g;
 }
@@ -257,6 +260,10 @@ static void test_split(void **state)
 			assert_int_equal(p->interval_sec, 3600);
 			assert_int_equal(p->last_sent, 222);
 			assert_true(p->has_last_sent);
+			/* the outbox and deferral state decide when each part is due */
+			assert_true(p->has_outbox);
+			assert_int_equal(p->retry_at, 333);
+			assert_int_equal(p->attempts, 2);
 			for (size_t d = 0; d < p->n_directives; d++) {
 				assert_int_equal(p->directive_ids[d], g.directive_ids[seen]);
 				assert_int_equal(p->directive_events[d], g.directive_events[seen]);
