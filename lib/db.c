@@ -721,28 +721,11 @@ out:
 	return r;
 }
 
-/* The aggregate identifier as a text[] parameter: NULL when the column is NULL. */
-static const char *agg_param(const struct mg_group *g)
-{
-	return g->aggregate_literal != NULL && g->aggregate_literal[0] != '\0'
-		       ? g->aggregate_literal
-		       : NULL;
-}
-
-/* The five keys of g as $1..$5 of a statement. */
+/* The five keys of g as $1..$5 (group_key_params()) of a statement. */
 #define KEYS_MATCH(t)                                                                  \
 	t ".recipient_address = $1 AND " t ".template_name = $2 AND " t                \
 	  ".notification_format = $3 AND " t ".event_data_format = $4 AND coalesce(" t \
 	  ".aggregate_identifier, '{}') = coalesce($5::text[], '{}')"
-
-static void keys_params(const struct mg_group *g, const char **params)
-{
-	params[0] = g->recipient_address;
-	params[1] = g->template_name;
-	params[2] = g->notification_format;
-	params[3] = g->event_data_format;
-	params[4] = agg_param(g);
-}
 
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    size_t *ret_n_marked, struct mg_err *err)
@@ -774,7 +757,7 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 		goto out;
 	}
 	(void)snprintf(when, sizeof(when), "%lld", (long long)sent_at);
-	keys_params(g, params);
+	group_key_params(g, params);
 	params[5] = ticket;
 	params[6] = when;
 	params[7] = mg_buf_str(&ids);
@@ -820,7 +803,7 @@ int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_out
 			       ob->ticket, g->n_directives);
 		goto out;
 	}
-	keys_params(g, params);
+	group_key_params(g, params);
 	params[5] = ob->ticket;
 	params[6] = ob->message_id;
 	params[7] = mg_buf_str(&ids);
@@ -884,7 +867,7 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 		r = mg_err_set(err, r, "too many directive ids (%zu)", g->n_directives);
 		goto out;
 	}
-	keys_params(g, params);
+	group_key_params(g, params);
 	params[5] = mg_buf_str(&ids);
 	res = PQexecParams(conn, sql, 6, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -991,7 +974,7 @@ int mg_db_group_failed(PGconn *conn, const struct mg_group *g, bool permanent, c
 	}
 	(void)snprintf(delay, sizeof(delay), "%lld", (long long)retry_delay_sec);
 	(void)snprintf(give_up, sizeof(give_up), "%d", give_up_sec);
-	keys_params(g, params);
+	group_key_params(g, params);
 	params[5] = permanent ? "true" : "false";
 	params[6] = reason;
 	params[7] = delay;

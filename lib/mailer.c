@@ -680,6 +680,25 @@ static int put_in_outbox(struct mg_mailer *m, struct job *j, struct mg_err *err)
 }
 
 /*
+ * A group failed in a way that may pass (the database, gpg, memory): log it,
+ * leave it pending for the next scan.  Returns MG_ETEMP when the database
+ * connection broke (the caller stops: its claims went with it), else MG_OK.
+ */
+static int fail_for_now(struct mg_mailer *m, struct job *j, const char *msg)
+{
+	char note[64];
+
+	m->stats.errors++;
+	log_failure(m, j, "group for '%s'%s failed, will retry: %s", j->group->recipient_address,
+		    part_note(j->group, note, sizeof(note)), msg);
+	if (mg_db_broken(m->conn)) {
+		m->db_broken = true;
+		return MG_ETEMP;
+	}
+	return MG_OK;
+}
+
+/*
  * Claim groups[i], and say whether it is to be mailed now: false when it
  * failed, another process has it, or it is not due (each counted and
  * logged).  A group whose mail waits in the outbox gets that mail
@@ -742,15 +761,7 @@ static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool
 	r = take_from_outbox(m, j, &found, &err);
 	job_describe(j);
 	if (r < 0) {
-		m->stats.errors++;
-		log_failure(m, j, "group for '%s'%s failed, will retry: %s",
-			    j->group->recipient_address, part_note(j->group, note, sizeof(note)),
-			    err.msg);
-		if (mg_db_broken(m->conn)) {
-			m->db_broken = true;
-			return MG_ETEMP;
-		}
-		return MG_OK;
+		return fail_for_now(m, j, err.msg);
 	}
 	if (!found && j->group->has_outbox) {
 		/* the outbox mail went meanwhile: the interval rule again */
@@ -804,15 +815,7 @@ static int build_one(struct mg_mailer *m, struct job *j, struct job **queued, si
 		return MG_OK;
 	}
 	if (r < 0) {
-		m->stats.errors++;
-		log_failure(m, j, "group for '%s'%s failed, will retry: %s",
-			    j->group->recipient_address, part_note(j->group, note, sizeof(note)),
-			    err.msg);
-		if (mg_db_broken(m->conn)) {
-			m->db_broken = true;
-			return MG_ETEMP;
-		}
-		return MG_OK;
+		return fail_for_now(m, j, err.msg);
 	}
 	if (m->dry_run) {
 		m->stats.sent++;
@@ -826,17 +829,9 @@ static int build_one(struct mg_mailer *m, struct job *j, struct job **queued, si
 	j->from = m->sender_addr;
 	r = put_in_outbox(m, j, &err);
 	if (r < 0) {
-		m->stats.errors++;
-		log_failure(m, j, "group for '%s'%s failed, will retry: %s",
-			    j->group->recipient_address, part_note(j->group, note, sizeof(note)),
-			    err.msg);
 		free(j->message);
 		j->message = NULL;
-		if (mg_db_broken(m->conn)) {
-			m->db_broken = true;
-			return MG_ETEMP;
-		}
-		return MG_OK;
+		return fail_for_now(m, j, err.msg);
 	}
 	j->in_outbox = true;
 	*ret_queue = true;
