@@ -92,3 +92,93 @@ int mg_ids_pgarray(struct mg_buf *out, const int64_t *ids, size_t n)
 		r = mg_buf_addc(out, '}');
 	return r;
 }
+
+/* Exactly n digits at *p; advances *p. */
+static bool digits(const char **p, int n, int *ret)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*ret = v;
+	return true;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	if (m == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+		return 29;
+	return mdays[m - 1];
+}
+
+bool mg_parse_timestamp(const char *s, int64_t *ret_usec)
+{
+	const char *p = s;
+	int y, mo, d, h, mi, sec, oh = 0, om = 0;
+	int64_t usec = 0, scale = 100000, off = 0, t;
+
+	if (s == NULL || !digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
+	    !digits(&p, 2, &d))
+		return false;
+	if (*p != 'T' && *p != ' ')
+		return false;
+	p++;
+	if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
+	    !digits(&p, 2, &sec))
+		return false;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+	    sec > 59)
+		return false;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			usec += (*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*p == 'Z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1;
+
+		if (!digits(&p, 2, &oh))
+			return false;
+		if (*p == ':') {
+			p++;
+			if (!digits(&p, 2, &om))
+				return false;
+		} else if (*p >= '0' && *p <= '9') {
+			if (!digits(&p, 2, &om))
+				return false;
+		}
+		if (oh > 15 || om > 59)
+			return false;
+		off = sign * ((int64_t)oh * 3600 + om * 60);
+	}
+	if (*p != '\0')
+		return false;
+	t = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + mi * 60 + sec - off;
+	*ret_usec = t * 1000000 + usec;
+	return true;
+}

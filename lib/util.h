@@ -29,4 +29,16 @@ int mg_ids_join(struct mg_buf *out, const int64_t *ids, size_t n, size_t max_ids
  */
 int mg_ids_pgarray(struct mg_buf *out, const int64_t *ids, size_t n);
 
+/*
+ * Parse a timestamp as PostgreSQL prints a timestamptz ("2026-11-26
+ * 06:00:00+00", "2026-11-26 06:00:00.25+05:30") or as ISO 8601 writes it
+ * ("2026-11-26T06:00:00+00:00", "2026-11-26T06:00:00Z",
+ * "2026-11-26T06:00:00.123456-0100"): date, 'T' or one space, hh:mm:ss,
+ * an optional fraction (digits beyond microseconds are cut off), and an
+ * optional UTC offset ("Z", +hh, +hhmm, +hh:mm; none means UTC).  Years
+ * 1..9999.  Sets *ret_usec to microseconds since the epoch and returns
+ * true; false for anything else (no white space around it).  Pure.
+ */
+bool mg_parse_timestamp(const char *s, int64_t *ret_usec);
+
 #endif /* MG_UTIL_H */
