@@ -9,6 +9,7 @@
 #include "db.h"
 #include "log.h"
 #include "pool.h"
+#include "rules.h"
 #include "workq.h"
 
 #define ACTIONS_MAX 32
@@ -366,6 +367,27 @@ static bool actions_pending(struct pool *p)
 }
 
 /*
+ * When a scanned group is due: by the format rules when there are any (a
+ * group no rule matches goes to a worker, which puts it into the failed
+ * state), else by the interval rule.  The worker asks again after its claim.
+ */
+static int64_t scan_due_at(const struct mg_config *cfg, const struct mg_group *g, int64_t now)
+{
+	struct mg_rule_decision d;
+	struct mg_err err = { 0 };
+	int64_t due = now;
+
+	if (cfg->rules == NULL)
+		return mg_group_due_at(g);
+	if (mg_rules_decide(cfg->rules, g, now, &d, &err) < 0)
+		return now; /* the worker logs it */
+	if (d.verdict == MG_RULE_POSTPONED)
+		due = d.due_at;
+	mg_rule_decision_release(&d);
+	return due;
+}
+
+/*
  * Hand a batch to the workers (ownership goes with it).  While the queue is
  * full, operators' requests are answered: a scan of a large backlog waits
  * here until the workers have nearly caught up.  Returns false when the
@@ -399,7 +421,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	struct timespec ts;
 	size_t n = 0, cap = 0;
 	bool ended = false;
-	int64_t now;
+	int64_t now, due_at;
 	int r;
 
 	r = ensure_conn(conn, cfg, &err);
@@ -438,9 +460,10 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 				continue;
 			}
 			/* the parts of a group share its last_sent: all due or none */
-			if (!mg_group_is_due(g, now)) {
-				if (mg_group_due_at(g) < c->next_due)
-					c->next_due = mg_group_due_at(g);
+			due_at = scan_due_at(cfg, g, now);
+			if (due_at > now) {
+				if (due_at < c->next_due)
+					c->next_due = due_at;
 				mg_group_release(g);
 				continue;
 			}

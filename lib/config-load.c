@@ -1,6 +1,8 @@
 /* lib/config-load.c - reading the config files from disk (I/O half of lib/config.c) */
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,8 @@
 
 #include "config.h"
 #include "mg-buf.h"
+#include "rules.h"
+#include "template.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
@@ -86,6 +90,144 @@ static int check_db_keywords(const struct mg_config *cfg, struct mg_err *err)
 	return r;
 }
 
+#define RULE_FILES_MAX 256
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read dir/name into buf; a missing optional file leaves *ret_src NULL. */
+static int read_rules_file(const char *dir, const char *name, bool optional, struct mg_buf *buf,
+			   struct mg_rules_src *src, struct mg_rules_src **ret_src,
+			   struct mg_err *err)
+{
+	struct mg_buf path = MG_BUF_INIT(4096);
+	struct mg_err e = { 0 };
+	int r;
+
+	if (mg_buf_addf(&path, "%s/%s", dir, name) < 0) {
+		r = mg_err_set(err, MG_ECONFIG, "%s/%s: path too long", dir, name);
+		goto out;
+	}
+	r = read_file(mg_buf_str(&path), buf, &e);
+	if (r == MG_ESYS && e.sys_errno == ENOENT && optional) {
+		r = MG_OK;
+		goto out;
+	}
+	if (r < 0) {
+		r = mg_err_set(err, MG_ECONFIG, "%s", e.msg);
+		goto out;
+	}
+	src->name = name;
+	src->text = mg_buf_str(buf);
+	src->len = buf->len;
+	if (ret_src != NULL)
+		*ret_src = src;
+out:
+	mg_buf_release(&path);
+	return r;
+}
+
+/*
+ * Load the format rules of cfg->rules_dir: the files NN_name.json in name
+ * order, variables.json and tables.json when present (docs/format-rules.md),
+ * and check that every template a rule names is in template_dir.  The
+ * original's Python scripts are not run: a directory without rule files
+ * stops the start with a message that says so.
+ */
+static int load_rules(struct mg_config *cfg, struct mg_err *err)
+{
+	struct mg_buf bufs[RULE_FILES_MAX + 2];
+	struct mg_rules_src srcs[RULE_FILES_MAX + 2], *vars = NULL, *tables = NULL;
+	struct mg_buf tpath = MG_BUF_INIT(4096);
+	char *names[RULE_FILES_MAX];
+	const char *dir = cfg->rules_dir;
+	size_t n = 0, n_py = 0;
+	struct dirent *de;
+	DIR *d = NULL;
+	int r = MG_OK;
+
+	for (size_t i = 0; i < RULE_FILES_MAX + 2; i++)
+		bufs[i] = MG_BUF_INIT(CONFIG_MAX_BYTES);
+	d = opendir(dir);
+	if (d == NULL) {
+		r = mg_err_set(err, MG_ECONFIG, "%s: cannot open '%s': %s", cfg->rules_dir_origin,
+			       dir, strerror(errno));
+		goto out;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		if (len > 3 && strcmp(de->d_name + len - 3, ".py") == 0)
+			n_py++;
+		if (!mg_rules_is_rule_file(de->d_name))
+			continue;
+		if (n == RULE_FILES_MAX) {
+			r = mg_err_set(err, MG_ECONFIG, "%s: more than %d rule files in '%s'",
+				       cfg->rules_dir_origin, RULE_FILES_MAX, dir);
+			goto out;
+		}
+		names[n] = strdup(de->d_name);
+		if (names[n] == NULL) {
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+		n++;
+	}
+	if (n == 0) {
+		r = mg_err_set(err, MG_ECONFIG,
+			       "%s: no format rule files (NN_name.json) in '%s'%s; remove the key "
+			       "for the built-in fallback rule, see docs/format-rules.md",
+			       cfg->rules_dir_origin, dir,
+			       n_py > 0 ? " (mailgen-c does not run the original's Python "
+					  "scripts: write rule files for them)"
+					: "");
+		goto out;
+	}
+	qsort(names, n, sizeof(names[0]), cmp_names);
+	for (size_t i = 0; i < n && r == MG_OK; i++)
+		r = read_rules_file(dir, names[i], false, &bufs[i], &srcs[i], NULL, err);
+	if (r == MG_OK)
+		r = read_rules_file(dir, "variables.json", true, &bufs[n], &srcs[n], &vars, err);
+	if (r == MG_OK)
+		r = read_rules_file(dir, "tables.json", true, &bufs[n + 1], &srcs[n + 1], &tables,
+				    err);
+	if (r < 0)
+		goto out;
+	r = mg_rules_parse(srcs, n, vars, tables, &cfg->rules, err);
+	if (r < 0) {
+		mg_err_prefix(err, "format rules in '%s': ", dir);
+		r = MG_ECONFIG;
+		goto out;
+	}
+	/* templates named by rules must exist now, not fail groups later */
+	for (size_t i = 0; i < mg_rules_template_count(cfg->rules); i++) {
+		const char *name = mg_rules_template(cfg->rules, i);
+
+		mg_buf_reset(&tpath);
+		r = mg_template_check_name(name, err);
+		if (r == MG_OK && (mg_buf_addf(&tpath, "%s/%s", cfg->template_dir, name) < 0 ||
+				   access(mg_buf_str(&tpath), R_OK) != 0))
+			r = mg_err_set(err, MG_ECONFIG, "template '%s': cannot read '%s': %s", name,
+				       mg_buf_str(&tpath), strerror(errno));
+		if (r < 0) {
+			mg_err_prefix(err, "format rules in '%s': ", dir);
+			r = MG_ECONFIG;
+			goto out;
+		}
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	for (size_t i = 0; i < RULE_FILES_MAX + 2; i++)
+		mg_buf_release(&bufs[i]);
+	mg_buf_release(&tpath);
+	return r;
+}
+
 int mg_config_load(struct mg_config *cfg, const char *path_override, struct mg_err *err)
 {
 	struct mg_buf text[2] = { MG_BUF_INIT(CONFIG_MAX_BYTES), MG_BUF_INIT(CONFIG_MAX_BYTES) };
@@ -136,6 +278,8 @@ int mg_config_load(struct mg_config *cfg, const char *path_override, struct mg_e
 	r = mg_config_parse(cfg, srcs, n, err);
 	if (r == MG_OK) {
 		r = check_db_keywords(cfg, err);
+		if (r == MG_OK && cfg->rules_dir != NULL)
+			r = load_rules(cfg, err);
 		if (r < 0)
 			mg_config_release(cfg);
 	}

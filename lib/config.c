@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "rules.h"
 #include "mg-alloc.h"
 #include "mg-buf.h"
 #include "util.h"
@@ -57,6 +58,8 @@ static const struct cf_key cf_keys[] = {
 	{ "database.additional_directive_where", CF_STR0, OFF(additional_directive_where), false,
 	  NULL, 0, 0 },
 	{ "template_dir", CF_STR, OFF(template_dir), true, NULL, 0, 0 },
+	{ "format_rules_dir", CF_STR, OFF(format_rules_dir), false, NULL, 0, 0 },
+	{ "script_directory", CF_STR, OFF(script_directory), false, NULL, 0, 0 },
 	{ "sender", CF_STR, OFF(sender), true, NULL, 0, 0 },
 	{ "logging_level", CF_LEVEL, OFF(log_level), false, "INFO", 0, 0 },
 	{ "smtp.host", CF_STR, OFF(smtp_host), false, "localhost", 0, 0 },
@@ -121,7 +124,7 @@ static const struct {
 
 /* Keys of the original that we accept and do not use (yet): no warning. */
 static const char *const cf_ignored[] = {
-	"script_directory",
+	"", /* none at the moment */
 };
 
 /* Objects that may hold keys (so "database" is not an unknown key). */
@@ -163,6 +166,8 @@ void mg_config_release(struct mg_config *cfg)
 	}
 	free(cfg->db_params);
 	free(cfg->smtp_password_origin);
+	free(cfg->rules_dir_origin);
+	mg_rules_free(cfg->rules);
 	free(cfg->smtp_tls_origin);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		free(cfg->warnings[i]);
@@ -897,6 +902,19 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 	r = check_smtp(cfg, &m, err);
 	if (r < 0)
 		goto out;
+	/* format_rules_dir wins over the original's key, its alias */
+	cfg->rules_dir = cfg->format_rules_dir != NULL ? cfg->format_rules_dir : cfg->script_directory;
+	if (cfg->rules_dir != NULL) {
+		const char *key = cfg->format_rules_dir != NULL ? "format_rules_dir" : "script_directory";
+		struct mg_buf o = MG_BUF_INIT(4096);
+
+		if (mg_buf_addf(&o, "%s: '%s'", origin_of(&m, key), key) < 0 ||
+		    (cfg->rules_dir_origin = mg_buf_detach(&o, NULL)) == NULL) {
+			mg_buf_release(&o);
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	r = warn_smtp(cfg, &m);
 	if (r < 0) {
 		r = mg_err_set(err, MG_ENOMEM, "out of memory");

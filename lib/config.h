@@ -7,6 +7,8 @@
 
 #include "mg-err.h"
 
+struct mg_rules;
+
 #define MG_CONFIG_SYSTEM_PATH "/etc/intelmq/intelmq-mailgen.conf"
 #define MG_CONFIG_USER_PATH   ".intelmq/intelmq-mailgen.conf" /* below $HOME */
 
@@ -48,6 +50,17 @@ struct mg_config {
 	/* top level */
 	char *template_dir;
 	char *sender;
+	/*
+	 * Format rules (docs/format-rules.md): the directory, from
+	 * format_rules_dir or, as an alias, the original's script_directory;
+	 * "FILE: 'KEY'" for messages; the parsed set (loaded by
+	 * mg_config_load(), NULL: the built-in fallback rule).
+	 */
+	char *format_rules_dir;
+	char *script_directory;
+	const char *rules_dir; /* one of the two above, or NULL */
+	char *rules_dir_origin;
+	struct mg_rules *rules;
 	int log_level; /* syslog priority, from logging_level */
 	/* smtp.* */
 	char *smtp_host;

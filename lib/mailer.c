@@ -16,6 +16,7 @@
 #include "mg-buf.h"
 #include "mime.h"
 #include "render.h"
+#include "rules.h"
 #include "sign.h"
 #include "smtp.h"
 #include "table.h"
@@ -41,6 +42,9 @@ struct job {
 	char *outbox_from; /* owned: the envelope sender of a mail from the outbox */
 	bool from_outbox;  /* built earlier, sent again as it was */
 	bool in_outbox;	   /* its mail is stored in mailgen_outbox */
+	/* what the format rules decided (cfg->rules set), for build_mail() */
+	struct mg_rule_decision decision;
+	bool has_decision;
 	const char *rcpts[1];
 	struct mg_smtp_msg smtp;
 	struct mg_buf dids, eids; /* for log lines */
@@ -126,6 +130,8 @@ static void job_release(struct job *j)
 {
 	free(j->message);
 	free(j->outbox_from);
+	if (j->has_decision)
+		mg_rule_decision_release(&j->decision);
 	mg_buf_release(&j->dids);
 	mg_buf_release(&j->eids);
 }
@@ -371,6 +377,12 @@ static int take_ticket(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	return r;
 }
 
+/* The substitutions of a format rule, for the placement of the mail. */
+static const char *decision_lookup(const void *arg, bool attach_csv, const char *name)
+{
+	return mg_rule_decision_lookup(arg, attach_csv, name);
+}
+
 /* Render, build and sign the mail of a claimed, due group. */
 static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 {
@@ -386,17 +398,25 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	PGresult *events = NULL;
 	char msgid[MG_TICKET_LEN + 300], token[33], boundary[40], micalg[MG_MICALG_MAX];
 	struct mg_mail mail = { 0 };
+	const struct mg_rule_decision *d = j->has_decision ? &j->decision : NULL;
+	const struct mg_column *cols = d != NULL ? d->cols : mg_table_fallback_columns;
+	size_t n_cols = d != NULL ? d->n_cols : mg_table_fallback_n_columns;
 	size_t rows = 0;
 	int r;
 
 	r = mg_addr_check("recipient address", g->recipient_address, err);
 	if (r < 0)
 		goto out;
-	r = read_template(cfg->template_dir, g->template_name, &tmpl, err);
+	if (d != NULL && d->template_inline)
+		r = mg_buf_add(&tmpl, d->template_text, d->template_len) < 0
+			    ? mg_err_set(err, MG_EINPUT, "%s: template too large", d->template_name)
+			    : MG_OK;
+	else
+		r = read_template(cfg->template_dir, d != NULL ? d->template_name : g->template_name,
+				  &tmpl, err);
 	if (r < 0)
 		goto out;
-	r = mg_db_load_events(m->conn, g, mg_table_fallback_columns, mg_table_fallback_n_columns,
-			      &events, &cells, &rows, err);
+	r = mg_db_load_events(m->conn, g, cols, n_cols, &events, &cells, &rows, err);
 	if (r < 0)
 		goto out;
 	r = take_ticket(m, j, err);
@@ -404,15 +424,19 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 		goto out;
 
 	in.group = g;
-	in.template_name = g->template_name;
+	in.template_name = d != NULL ? d->template_name : g->template_name;
 	in.template_text = mg_buf_str(&tmpl);
 	in.template_len = tmpl.len;
 	in.ticket = j->ticket;
-	in.cols = mg_table_fallback_columns;
-	in.n_cols = mg_table_fallback_n_columns;
+	in.cols = cols;
+	in.n_cols = n_cols;
 	in.cells = cells;
 	in.n_rows = rows;
-	in.attach_csv = mg_render_wants_attachment(g->event_data_format);
+	in.attach_csv = d != NULL ? d->attach_csv : mg_render_wants_attachment(g->event_data_format);
+	if (d != NULL) {
+		in.lookup = decision_lookup;
+		in.lookup_arg = d;
+	}
 	in.max_bytes = (size_t)cfg->max_mail_bytes;
 	in.table_flags = cfg->csv_spreadsheet_safe ? MG_TABLE_SPREADSHEET_SAFE : 0;
 	r = mg_render(&in, &out, err);
@@ -699,6 +723,63 @@ static int fail_for_now(struct mg_mailer *m, struct job *j, const char *msg)
 }
 
 /*
+ * Ask the format rules about a claimed group: *ret_due when it is to be
+ * mailed now (the decision is kept in the job for build_mail()).  No
+ * matching rule is the group's failure (failed state, so it is not retried
+ * in a loop); a postponed group counts and names its condition and time.
+ */
+static int decide(struct mg_mailer *m, struct job *j, int64_t now, bool *ret_due)
+{
+	struct mg_log_ctx ctx = job_log_ctx(j);
+	struct mg_err err = { 0 };
+	char what[300], note[64], when[32] = "?";
+	time_t t;
+	struct tm tm;
+	int r;
+
+	*ret_due = false;
+	r = mg_rules_decide(m->cfg->rules, j->group, now, &j->decision, &err);
+	if (r == MG_ENOMEM)
+		return fail_for_now(m, j, err.msg);
+	(void)snprintf(what, sizeof(what), "group for '%.200s'%s cannot be mailed",
+		       j->group->recipient_address, part_note(j->group, note, sizeof(note)));
+	if (r < 0) {
+		record_failure(m, j, true, what, err.msg);
+		return MG_OK;
+	}
+	j->has_decision = true;
+	switch (j->decision.verdict) {
+	case MG_RULE_SEND:
+		/* XXX copies (issue #4) are decided but not sent yet: say so */
+		for (size_t i = 0; i < j->decision.n_copies; i++)
+			for (size_t k = 0; k < j->decision.copies[i].n_to; k++)
+				mg_log(LOG_WARNING, &ctx,
+				       "rule %s asks for a copy to '%s', which this version does "
+				       "not send yet",
+				       j->decision.rule, j->decision.copies[i].to[k]);
+		*ret_due = true;
+		return MG_OK;
+	case MG_RULE_POSTPONED:
+		m->stats.postponed++;
+		if (j->decision.due_at < m->stats.next_due)
+			m->stats.next_due = j->decision.due_at;
+		t = (time_t)(j->decision.due_at / 1000000);
+		if (gmtime_r(&t, &tm) != NULL)
+			(void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		mg_log(LOG_DEBUG, &ctx, "group for '%s'%s postponed by rule %s until %s (%s)",
+		       j->group->recipient_address, part_note(j->group, note, sizeof(note)),
+		       j->decision.rule, when,
+		       j->decision.postponed_by != NULL ? j->decision.postponed_by : "?");
+		return MG_OK;
+	default:
+		record_failure(m, j, true, what,
+			       "no format rule matches it (add a rule, then 'mailgenctl retry')");
+		return MG_OK;
+	}
+}
+
+
+/*
  * Claim groups[i], and say whether it is to be mailed now: false when it
  * failed, another process has it, or it is not due (each counted and
  * logged).  A group whose mail waits in the outbox gets that mail
@@ -736,7 +817,13 @@ static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool
 		return MG_OK;
 	}
 	now = now_usec();
-	if (!mg_group_is_due(j->group, now)) {
+	if (m->cfg->rules != NULL) {
+		bool due;
+
+		r = decide(m, j, now, &due);
+		if (r < 0 || !due)
+			return r;
+	} else if (!mg_group_is_due(j->group, now)) {
 		m->stats.postponed++;
 		if (mg_group_due_at(j->group) < m->stats.next_due)
 			m->stats.next_due = mg_group_due_at(j->group);

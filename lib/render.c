@@ -10,6 +10,7 @@
 #include "template.h"
 
 struct subst {
+	const struct mg_render_in *in;
 	const struct mg_group *group;
 	const char *ticket;
 	const char *csv;
@@ -19,7 +20,14 @@ struct subst {
 static const char *subst_lookup(void *arg, const char *name)
 {
 	const struct subst *s = arg;
-	const char *v = mg_group_agg(s->group, name);
+	const char *v = NULL;
+
+	/* a format rule's values, chosen by the operator for this group, first */
+	if (s->in->lookup != NULL)
+		v = s->in->lookup(s->in->lookup_arg, s->in->attach_csv, name);
+	if (v != NULL)
+		return v;
+	v = mg_group_agg(s->group, name);
 
 	/* aggregate identifier keys are added last in the original: they win */
 	if (v != NULL)
@@ -93,6 +101,7 @@ int mg_render(const struct mg_render_in *in, struct mg_rendered *ret, struct mg_
 		mg_err_prefix(err, "events as CSV: ");
 		goto out;
 	}
+	s.in = in;
 	s.group = in->group;
 	s.ticket = in->ticket;
 	s.csv = in->attach_csv ? "" : mg_buf_str(&csv);

@@ -23,6 +23,13 @@ struct mg_render_in {
 	bool attach_csv;      /* events.csv attachment instead of ${events_as_csv} */
 	unsigned table_flags; /* MG_TABLE_* */
 	size_t max_bytes;     /* cap on the CSV and on the body */
+	/*
+	 * More substitutions (a format rule's values and variables), NULL for
+	 * none: the value of name for this placement, or NULL.  They win over
+	 * the aggregate identifier's keys; the built-in names are reserved.
+	 */
+	const char *(*lookup)(const void *arg, bool attach_csv, const char *name);
+	const void *lookup_arg;
 };
 
 /* The result; every pointer is owned (release with mg_rendered_release). */

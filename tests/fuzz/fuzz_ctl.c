@@ -41,10 +41,11 @@ static void request(const char *line, size_t len)
 	enum mg_ctl_cmd cmd = (enum mg_ctl_cmd) - 1, cmd2 = (enum mg_ctl_cmd) - 1;
 	struct mg_buf b = MG_BUF_INIT(MG_CTL_LINE_MAX);
 	struct mg_err err = { 0 };
+	int64_t id = -1, id2 = -1;
 	int r;
 
 	fuzz_dirty_stack();
-	r = mg_ctl_parse_request(line, len, &cmd, &err);
+	r = mg_ctl_parse_request_id(line, len, &cmd, &id, &err);
 	FUZZ_CHECK(r == MG_OK || r == MG_EINPUT);
 	if (r < 0) {
 		/* the message goes back to the client as one line */
@@ -53,8 +54,10 @@ static void request(const char *line, size_t len)
 		return;
 	}
 	FUZZ_CHECK(mg_ctl_cmd_name(cmd) != NULL);
-	FUZZ_CHECK(mg_ctl_format_request(&b, cmd) == MG_OK);
-	FUZZ_CHECK(mg_ctl_parse_request(b.data, b.len, &cmd2, &err) == MG_OK && cmd2 == cmd);
+	FUZZ_CHECK(id >= 0 && id < INT64_MAX);
+	FUZZ_CHECK(mg_ctl_format_request_id(&b, cmd, id) == MG_OK);
+	FUZZ_CHECK(mg_ctl_parse_request_id(b.data, b.len, &cmd2, &id2, &err) == MG_OK &&
+		   cmd2 == cmd && id2 == id);
 	mg_buf_release(&b);
 }
 
@@ -96,6 +99,18 @@ static void response(const char *line, size_t len)
 	FUZZ_CHECK(r2 == MG_OK || r2 == MG_EREJECT || r2 == MG_EINPUT);
 	FUZZ_CHECK(r2 != MG_OK || ok2);
 	FUZZ_CHECK(r2 != MG_EREJECT || !ok2);
+
+	if (r2 == MG_OK) {
+		/* a message for people: one string, only newlines as controls */
+		char msg[512];
+
+		mg_ctl_response_message(line, len, msg, sizeof(msg));
+		FUZZ_CHECK(strlen(msg) < sizeof(msg));
+		for (size_t i = 0; msg[i] != '\0'; i++)
+			FUZZ_CHECK((unsigned char)msg[i] >= 0x20 || msg[i] == '\n');
+		FUZZ_CHECK(msg[0] == '\0' || mg_ctl_format_ok_message(&b, msg) == MG_OK);
+		mg_buf_reset(&b);
+	}
 
 	memset(&st, 0xa5, sizeof(st));
 	fuzz_dirty_stack();
