@@ -903,9 +903,11 @@ int mg_config_parse(struct mg_config *cfg, const struct mg_config_src *srcs, siz
 	if (r < 0)
 		goto out;
 	/* format_rules_dir wins over the original's key, its alias */
-	cfg->rules_dir = cfg->format_rules_dir != NULL ? cfg->format_rules_dir : cfg->script_directory;
+	cfg->rules_dir =
+		cfg->format_rules_dir != NULL ? cfg->format_rules_dir : cfg->script_directory;
 	if (cfg->rules_dir != NULL) {
-		const char *key = cfg->format_rules_dir != NULL ? "format_rules_dir" : "script_directory";
+		const char *key =
+			cfg->format_rules_dir != NULL ? "format_rules_dir" : "script_directory";
 		struct mg_buf o = MG_BUF_INIT(4096);
 
 		if (mg_buf_addf(&o, "%s: '%s'", origin_of(&m, key), key) < 0 ||

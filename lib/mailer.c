@@ -412,8 +412,8 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 			    ? mg_err_set(err, MG_EINPUT, "%s: template too large", d->template_name)
 			    : MG_OK;
 	else
-		r = read_template(cfg->template_dir, d != NULL ? d->template_name : g->template_name,
-				  &tmpl, err);
+		r = read_template(cfg->template_dir,
+				  d != NULL ? d->template_name : g->template_name, &tmpl, err);
 	if (r < 0)
 		goto out;
 	r = mg_db_load_events(m->conn, g, cols, n_cols, &events, &cells, &rows, err);
@@ -432,7 +432,8 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	in.n_cols = n_cols;
 	in.cells = cells;
 	in.n_rows = rows;
-	in.attach_csv = d != NULL ? d->attach_csv : mg_render_wants_attachment(g->event_data_format);
+	in.attach_csv =
+		d != NULL ? d->attach_csv : mg_render_wants_attachment(g->event_data_format);
 	if (d != NULL) {
 		in.lookup = decision_lookup;
 		in.lookup_arg = d;
@@ -777,7 +778,6 @@ static int decide(struct mg_mailer *m, struct job *j, int64_t now, bool *ret_due
 		return MG_OK;
 	}
 }
-
 
 /*
  * Claim groups[i], and say whether it is to be mailed now: false when it
