@@ -781,6 +781,9 @@ void mg_outbox_mail_release(struct mg_outbox_mail *ob)
 {
 	free(ob->message);
 	free(ob->envelope_from);
+	free(ob->envelope_to);
+	free(ob->copy_message);
+	free(ob->copy_envelope_to);
 	memset(ob, 0, sizeof(*ob));
 }
 
@@ -790,11 +793,13 @@ int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_out
 	static const char sql[] =
 		"INSERT INTO mailgen_outbox (recipient_address, template_name,"
 		" notification_format, event_data_format, aggregate_identifier, intelmq_ticket,"
-		" message_id, directive_ids, envelope_from, envelope_to, message)"
-		" VALUES ($1::text, $2, $3, $4, $5::text[], $6, $7, $8::bigint[], $9, ARRAY[$1::text], $10)";
+		" message_id, directive_ids, envelope_from, envelope_to, message, copy_message,"
+		" copy_envelope_to)"
+		" VALUES ($1::text, $2, $3, $4, $5::text[], $6, $7, $8::bigint[], $9,"
+		"         string_to_array($11, E'\\n'), $10, $12, string_to_array($13, E'\\n'))";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	PGresult *res = NULL;
-	const char *params[10];
+	const char *params[13];
 	int r;
 
 	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
@@ -809,7 +814,10 @@ int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_out
 	params[7] = mg_buf_str(&ids);
 	params[8] = ob->envelope_from;
 	params[9] = ob->message;
-	res = PQexecParams(conn, sql, 10, NULL, params, NULL, NULL, 0);
+	params[10] = ob->envelope_to;
+	params[11] = ob->copy_message;
+	params[12] = ob->copy_envelope_to;
+	res = PQexecParams(conn, sql, 13, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		r = mg_err_set(err, db_classify(conn, res),
 			       "ticket %s: storing the mail in mailgen_outbox failed: %s",
@@ -851,7 +859,8 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 			      " (SELECT count(*) FROM mailgen_outbox AS o3"
 			      "   WHERE " KEYS_MATCH(
 				      "o3") " AND o3.directive_ids && $6::bigint[]) > 1"
-					    " FROM o";
+					    ", array_to_string(o.envelope_to, E'\\n'), o.copy_message,"
+					    " array_to_string(o.copy_envelope_to, E'\\n') FROM o";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	struct mg_outbox_mail ob = { 0 };
 	int64_t *dids = NULL, *eids = NULL;
@@ -896,7 +905,17 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 	ob.envelope_from = mg_strdup(PQgetvalue(res, 0, 2));
 	ob.len = (size_t)PQgetlength(res, 0, 3);
 	ob.message = malloc(ob.len + 1);
-	if (ob.envelope_from == NULL || ob.message == NULL) {
+	ob.envelope_to = mg_strdup(PQgetvalue(res, 0, 7));
+	if (!PQgetisnull(res, 0, 8) && !PQgetisnull(res, 0, 9)) {
+		ob.copy_len = (size_t)PQgetlength(res, 0, 8);
+		ob.copy_message = mg_strdup(PQgetvalue(res, 0, 8));
+		ob.copy_envelope_to = mg_strdup(PQgetvalue(res, 0, 9));
+		if (ob.copy_message == NULL || ob.copy_envelope_to == NULL) {
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (ob.envelope_from == NULL || ob.message == NULL || ob.envelope_to == NULL) {
 		r = mg_err_set(err, MG_ENOMEM, "out of memory");
 		goto out;
 	}

@@ -126,6 +126,11 @@ struct mg_outbox_mail {
 	char *envelope_from; /* owned */
 	char *message;	     /* owned; the exact bytes, CRLF line ends */
 	size_t len;
+	char *envelope_to; /* owned; the recipients, one per line (no address holds one) */
+	/* a copy for the other placement of the CSV (format rules), or NULLs */
+	char *copy_message;
+	size_t copy_len;
+	char *copy_envelope_to; /* one per line */
 };
 
 /* Free what ob owns and zero it.  NULL members are fine. */

@@ -45,8 +45,19 @@ struct job {
 	/* what the format rules decided (cfg->rules set), for build_mail() */
 	struct mg_rule_decision decision;
 	bool has_decision;
-	const char *rcpts[1];
-	struct mg_smtp_msg smtp;
+	/*
+	 * Envelope recipients, one per line (owned): the recipient and the
+	 * copies with the same placement; the copy for the other placement
+	 * and its recipients, NULL when there is none.  rcpts and copy_rcpts
+	 * point into split copies of them while the mails are queued.
+	 */
+	char *rcpt_list;
+	char *copy_message;
+	size_t copy_len;
+	char *copy_list;
+	char *rcpt_buf, *copy_buf;
+	const char **rcpts, **copy_rcpts;
+	size_t n_rcpts, n_copy_rcpts;
 	struct mg_buf dids, eids; /* for log lines */
 };
 
@@ -130,6 +141,13 @@ static void job_release(struct job *j)
 {
 	free(j->message);
 	free(j->outbox_from);
+	free(j->rcpt_list);
+	free(j->copy_message);
+	free(j->copy_list);
+	free(j->rcpt_buf);
+	free(j->copy_buf);
+	free(j->rcpts);
+	free(j->copy_rcpts);
 	if (j->has_decision)
 		mg_rule_decision_release(&j->decision);
 	mg_buf_release(&j->dids);
@@ -383,21 +401,128 @@ static const char *decision_lookup(const void *arg, bool attach_csv, const char 
 	return mg_rule_decision_lookup(arg, attach_csv, name);
 }
 
-/* Render, build and sign the mail of a claimed, due group. */
+/*
+ * Render, build and sign one variant of a group's mail into *ret (owned):
+ * in says what (template, cells, placement); msgid and date are the
+ * message's.  The copy of a format rule with the other placement is the
+ * same call with the other attach_csv and its own Message-Id.
+ */
+static int compose(struct mg_mailer *m, const struct job *j, const struct mg_render_in *in,
+		   const char *msgid, char **ret, size_t *ret_len, struct mg_err *err)
+{
+	const struct mg_config *cfg = m->cfg;
+	struct mg_buf content = MG_BUF_INIT((size_t)cfg->max_mail_bytes);
+	struct mg_buf message = MG_BUF_INIT((size_t)cfg->max_mail_bytes);
+	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
+	struct mg_rendered out = { 0 };
+	char boundary[40], micalg[MG_MICALG_MAX];
+	struct mg_mail mail = { 0 };
+	int r;
+
+	r = mg_render(in, &out, err);
+	if (r < 0) {
+		explain_too_large(cfg, j->group, r, err);
+		goto out;
+	}
+	if (random_token(boundary, 32) < 0) {
+		r = mg_err_set(err, MG_ESYS, "cannot get random bytes: %s", strerror(errno));
+		goto out;
+	}
+	mail.from_display = m->sender_display;
+	mail.from_addr = m->sender_addr;
+	mail.to_addr = j->group->recipient_address; /* for copies too */
+	mail.subject = out.subject;
+	mail.body = out.body;
+	mail.attachment = out.csv;
+	mail.attachment_len = out.csv_len;
+	mail.attachment_name = "events.csv";
+	mail.attachment_type = "text/csv";
+	mail.date = j->date;
+	mail.message_id = msgid;
+	mail.boundary = boundary;
+	r = mg_mime_content(&content, &mail, err);
+	if (r < 0) {
+		explain_too_large(cfg, j->group, r, err);
+		goto out;
+	}
+	if (m->signer != NULL) {
+		r = mg_sign_detached(m->signer, mg_buf_str(&content), content.len, &sig, micalg,
+				     err);
+		if (r < 0)
+			goto out;
+	}
+	r = mg_mime_message(&message, &mail, mg_buf_str(&content), content.len,
+			    m->signer != NULL ? mg_buf_str(&sig) : NULL,
+			    m->signer != NULL ? micalg : NULL, err);
+	if (r < 0) {
+		explain_too_large(cfg, j->group, r, err);
+		goto out;
+	}
+	*ret = mg_buf_detach(&message, ret_len);
+	if (*ret == NULL)
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+out:
+	mg_rendered_release(&out);
+	mg_buf_release(&content);
+	mg_buf_release(&message);
+	mg_buf_release(&sig);
+	return r;
+}
+
+/* Append addr to a list of lines unless it is there already. */
+static int list_add(struct mg_buf *list, const char *addr)
+{
+	const char *p = mg_buf_str(list);
+	size_t n = strlen(addr);
+
+	for (; *p != '\0'; p += strcspn(p, "\n") + (p[strcspn(p, "\n")] != '\0'))
+		if (strncmp(p, addr, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+			return MG_OK;
+	if (list->len > 0 && mg_buf_addc(list, '\n') < 0)
+		return MG_ENOMEM;
+	return mg_buf_adds(list, addr);
+}
+
+/*
+ * The envelope recipients of a group's mail: the recipient, then the copies
+ * a format rule asks for with the same placement; the copies with the other
+ * placement go to *copies ("" when none).  Copy addresses come from the
+ * rule files, which were checked at load; check them again like any
+ * address that ends up in an SMTP command.
+ */
+static int recipient_lists(const struct job *j, bool attach, struct mg_buf *main,
+			   struct mg_buf *copies, struct mg_err *err)
+{
+	const struct mg_rule_decision *d = j->has_decision ? &j->decision : NULL;
+	int r;
+
+	r = list_add(main, j->group->recipient_address);
+	for (size_t i = 0; d != NULL && r == MG_OK && i < d->n_copies; i++) {
+		for (size_t k = 0; r == MG_OK && k < d->copies[i].n_to; k++) {
+			const char *to = d->copies[i].to[k];
+
+			r = mg_addr_check("copy address", to, err);
+			if (r < 0)
+				return r;
+			if (strcmp(to, j->group->recipient_address) == 0)
+				continue;
+			r = list_add(d->copies[i].attach_csv == attach ? main : copies, to);
+		}
+	}
+	return r < 0 ? mg_err_set(err, MG_ENOMEM, "out of memory") : MG_OK;
+}
+
+/* Render, build and sign the mail of a claimed, due group (and its copy). */
 static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 {
 	const struct mg_config *cfg = m->cfg;
 	struct mg_group *g = j->group;
 	struct mg_buf tmpl = MG_BUF_INIT(TEMPLATE_MAX_BYTES);
-	struct mg_buf content = MG_BUF_INIT((size_t)cfg->max_mail_bytes);
-	struct mg_buf message = MG_BUF_INIT((size_t)cfg->max_mail_bytes);
-	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
-	struct mg_rendered out = { 0 };
+	struct mg_buf main_list = MG_BUF_INIT(64 * 1024), copy_list = MG_BUF_INIT(64 * 1024);
 	struct mg_render_in in = { 0 };
 	const char **cells = NULL;
 	PGresult *events = NULL;
-	char msgid[MG_TICKET_LEN + 300], token[33], boundary[40], micalg[MG_MICALG_MAX];
-	struct mg_mail mail = { 0 };
+	char msgid[MG_TICKET_LEN + 300], token[33];
 	const struct mg_rule_decision *d = j->has_decision ? &j->decision : NULL;
 	const struct mg_column *cols = d != NULL ? d->cols : mg_table_fallback_columns;
 	size_t n_cols = d != NULL ? d->n_cols : mg_table_fallback_n_columns;
@@ -416,6 +541,11 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 				  d != NULL ? d->template_name : g->template_name, &tmpl, err);
 	if (r < 0)
 		goto out;
+	in.attach_csv =
+		d != NULL ? d->attach_csv : mg_render_wants_attachment(g->event_data_format);
+	r = recipient_lists(j, in.attach_csv, &main_list, &copy_list, err);
+	if (r < 0)
+		goto out;
 	r = mg_db_load_events(m->conn, g, cols, n_cols, &events, &cells, &rows, err);
 	if (r < 0)
 		goto out;
@@ -432,69 +562,47 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	in.n_cols = n_cols;
 	in.cells = cells;
 	in.n_rows = rows;
-	in.attach_csv =
-		d != NULL ? d->attach_csv : mg_render_wants_attachment(g->event_data_format);
 	if (d != NULL) {
 		in.lookup = decision_lookup;
 		in.lookup_arg = d;
 	}
 	in.max_bytes = (size_t)cfg->max_mail_bytes;
 	in.table_flags = cfg->csv_spreadsheet_safe ? MG_TABLE_SPREADSHEET_SAFE : 0;
-	r = mg_render(&in, &out, err);
-	if (r < 0) {
-		explain_too_large(cfg, g, r, err);
-		goto out;
-	}
-
-	if (random_token(token, 16) < 0 || random_token(boundary, 32) < 0) {
+	j->date = (int64_t)time(NULL);
+	if (random_token(token, 16) < 0) {
 		r = mg_err_set(err, MG_ESYS, "cannot get random bytes: %s", strerror(errno));
 		goto out;
 	}
 	(void)snprintf(msgid, sizeof(msgid), "<%s.%s@%s>", j->ticket, token,
 		       mg_addr_domain(m->sender_addr));
 	(void)snprintf(j->message_id, sizeof(j->message_id), "%s", msgid);
-	j->date = (int64_t)time(NULL);
-	mail.from_display = m->sender_display;
-	mail.from_addr = m->sender_addr;
-	mail.to_addr = g->recipient_address;
-	mail.subject = out.subject;
-	mail.body = out.body;
-	mail.attachment = out.csv;
-	mail.attachment_len = out.csv_len;
-	mail.attachment_name = "events.csv";
-	mail.attachment_type = "text/csv";
-	mail.date = j->date;
-	mail.message_id = msgid;
-	mail.boundary = boundary;
-	r = mg_mime_content(&content, &mail, err);
-	if (r < 0) {
-		explain_too_large(cfg, g, r, err);
+	r = compose(m, j, &in, msgid, &j->message, &j->len, err);
+	if (r < 0)
 		goto out;
-	}
-	if (m->signer != NULL) {
-		r = mg_sign_detached(m->signer, mg_buf_str(&content), content.len, &sig, micalg,
-				     err);
+	if (copy_list.len > 0) {
+		/* the same mail for the other placement: same ticket, its own Message-Id */
+		in.attach_csv = !in.attach_csv;
+		if (random_token(token, 16) < 0) {
+			r = mg_err_set(err, MG_ESYS, "cannot get random bytes: %s",
+				       strerror(errno));
+			goto out;
+		}
+		(void)snprintf(msgid, sizeof(msgid), "<%s.%s.copy@%s>", j->ticket, token,
+			       mg_addr_domain(m->sender_addr));
+		r = compose(m, j, &in, msgid, &j->copy_message, &j->copy_len, err);
 		if (r < 0)
 			goto out;
+		j->copy_list = mg_buf_detach(&copy_list, NULL);
 	}
-	r = mg_mime_message(&message, &mail, mg_buf_str(&content), content.len,
-			    m->signer != NULL ? mg_buf_str(&sig) : NULL,
-			    m->signer != NULL ? micalg : NULL, err);
-	if (r < 0) {
-		explain_too_large(cfg, g, r, err);
-		goto out;
-	}
-	j->message = mg_buf_detach(&message, &j->len);
-	if (j->message == NULL)
+	j->rcpt_list = mg_buf_detach(&main_list, NULL);
+	if (j->rcpt_list == NULL || (j->copy_message != NULL && j->copy_list == NULL))
 		r = mg_err_set(err, MG_ENOMEM, "out of memory");
 out:
 	free(cells);
 	PQclear(events);
-	mg_rendered_release(&out);
 	mg_buf_release(&tmpl);
-	mg_buf_release(&content);
-	mg_buf_release(&message);
-	mg_buf_release(&sig);
+	mg_buf_release(&main_list);
+	mg_buf_release(&copy_list);
 	return r;
 }
 
@@ -613,6 +721,19 @@ static void on_mail_done(struct mg_smtp_msg *msg, void *arg)
 	size_t n_marked = 0;
 	int r;
 
+	if (msg->data == j->copy_message && j->copy_message != NULL) {
+		/* a copy for the other placement: reported, never recorded */
+		if (msg->result == MG_OK)
+			mg_log(LOG_INFO, &ctx, "sent the copy with ticket %s to %zu recipients",
+			       j->ticket, msg->n_rcpts);
+		else
+			mg_log(LOG_WARNING, &ctx, "copy with ticket %s not sent (%s): %s",
+			       j->ticket, mg_rc_name(msg->result), msg->err.msg);
+		return;
+	}
+	if (msg->result == MG_OK && msg->others_refused > 0)
+		mg_log(LOG_WARNING, &ctx, "%u copies with ticket %s refused: %s",
+		       msg->others_refused, j->ticket, msg->others_text);
 	if (msg->result != MG_OK) {
 		(void)snprintf(what, sizeof(what), "mail to '%.200s' not sent (%s)",
 			       j->group->recipient_address, mg_rc_name(msg->result));
@@ -681,6 +802,13 @@ static int take_from_outbox(struct mg_mailer *m, struct job *j, bool *ret_found,
 	j->len = ob.len;
 	j->outbox_from = ob.envelope_from;
 	j->from = j->outbox_from;
+	j->rcpt_list = ob.envelope_to;
+	j->copy_message = ob.copy_message;
+	j->copy_len = ob.copy_len;
+	j->copy_list = ob.copy_envelope_to;
+	ob.envelope_to = NULL;
+	ob.copy_message = NULL;
+	ob.copy_envelope_to = NULL;
 	j->from_outbox = true;
 	j->in_outbox = true;
 	j->date = (int64_t)time(NULL);
@@ -701,6 +829,10 @@ static int put_in_outbox(struct mg_mailer *m, struct job *j, struct mg_err *err)
 	ob.envelope_from = m->sender_addr;
 	ob.message = j->message;
 	ob.len = j->len;
+	ob.envelope_to = j->rcpt_list;
+	ob.copy_message = j->copy_message;
+	ob.copy_len = j->copy_len;
+	ob.copy_envelope_to = j->copy_list;
 	return mg_db_outbox_put(m->conn, j->group, &ob, err);
 }
 
@@ -751,13 +883,6 @@ static int decide(struct mg_mailer *m, struct job *j, int64_t now, bool *ret_due
 	j->has_decision = true;
 	switch (j->decision.verdict) {
 	case MG_RULE_SEND:
-		/* XXX copies (issue #4) are decided but not sent yet: say so */
-		for (size_t i = 0; i < j->decision.n_copies; i++)
-			for (size_t k = 0; k < j->decision.copies[i].n_to; k++)
-				mg_log(LOG_WARNING, &ctx,
-				       "rule %s asks for a copy to '%s', which this version does "
-				       "not send yet",
-				       j->decision.rule, j->decision.copies[i].to[k]);
 		*ret_due = true;
 		return MG_OK;
 	case MG_RULE_POSTPONED:
@@ -925,6 +1050,37 @@ static int build_one(struct mg_mailer *m, struct job *j, struct job **queued, si
 	return MG_OK;
 }
 
+/* Split a list of lines into *ret_v (pointing into *ret_buf, both owned). */
+static int split_list(const char *list, char **ret_buf, const char ***ret_v, size_t *ret_n)
+{
+	size_t n = 1;
+	char *buf, *p;
+
+	for (const char *q = list; *q != '\0'; q++)
+		n += *q == '\n';
+	buf = strdup(list);
+	*ret_v = calloc(n, sizeof(**ret_v));
+	if (buf == NULL || *ret_v == NULL) {
+		free(buf);
+		free(*ret_v);
+		*ret_v = NULL;
+		return MG_ENOMEM;
+	}
+	n = 0;
+	for (p = buf; p != NULL;) {
+		char *nl = strchr(p, '\n');
+
+		if (nl != NULL)
+			*nl++ = '\0';
+		if (*p != '\0')
+			(*ret_v)[n++] = p;
+		p = nl;
+	}
+	*ret_buf = buf;
+	*ret_n = n;
+	return MG_OK;
+}
+
 /* Whether a job of ready[0..n_ready) sends the same outbox mail as j. */
 static bool outbox_taken(const struct job *jobs, const size_t *ready, size_t n_ready,
 			 const struct job *j)
@@ -957,7 +1113,7 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	claimed = calloc(n, sizeof(*claimed));
 	ready = calloc(n, sizeof(*ready));
 	queued = calloc(per_session, sizeof(*queued));
-	msgs = calloc(per_session, sizeof(*msgs));
+	msgs = calloc(2 * per_session, sizeof(*msgs)); /* a mail and its copy each */
 	if ((jobs == NULL || claimed == NULL || ready == NULL || queued == NULL || msgs == NULL) &&
 	    n > 0) {
 		mg_log(LOG_ERR, NULL, "out of memory; %zu groups stay pending", n);
@@ -1004,8 +1160,10 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	 * a group was split into.
 	 */
 	while (next < n_ready) {
+		size_t n_msgs = 0;
+
 		n_queued = 0;
-		memset(msgs, 0, per_session * sizeof(*msgs));
+		memset(msgs, 0, 2 * per_session * sizeof(*msgs));
 		for (; next < n_ready && n_queued < per_session; next++) {
 			struct job *j = &jobs[ready[next]];
 			bool queue;
@@ -1015,22 +1173,47 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 				goto out;
 			if (!queue)
 				continue;
-			j->rcpts[0] = j->group->recipient_address;
-			msgs[n_queued].from = j->from;
-			msgs[n_queued].rcpts = j->rcpts;
-			msgs[n_queued].n_rcpts = 1;
-			msgs[n_queued].data = j->message;
-			msgs[n_queued].len = j->len;
-			msgs[n_queued].arg = j;
+			if (split_list(j->rcpt_list, &j->rcpt_buf, &j->rcpts, &j->n_rcpts) < 0 ||
+			    (j->copy_message != NULL &&
+			     split_list(j->copy_list, &j->copy_buf, &j->copy_rcpts,
+					&j->n_copy_rcpts) < 0)) {
+				if (fail_for_now(m, j, "out of memory") < 0)
+					goto out;
+				continue;
+			}
+			/*
+			 * A copy for the other placement goes first: once the mail
+			 * is recorded, its outbox row (holding the copy) is gone.
+			 */
+			if (j->copy_message != NULL) {
+				msgs[n_msgs].from = j->from;
+				msgs[n_msgs].rcpts = j->copy_rcpts;
+				msgs[n_msgs].n_rcpts = j->n_copy_rcpts;
+				msgs[n_msgs].data = j->copy_message;
+				msgs[n_msgs].len = j->copy_len;
+				msgs[n_msgs].arg = j;
+				n_msgs++;
+			}
+			msgs[n_msgs].from = j->from;
+			msgs[n_msgs].rcpts = j->rcpts;
+			msgs[n_msgs].n_rcpts = j->n_rcpts;
+			msgs[n_msgs].first_rcpt_decides =
+				j->n_rcpts > 1; /* the others are copies */
+			msgs[n_msgs].data = j->message;
+			msgs[n_msgs].len = j->len;
+			msgs[n_msgs].arg = j;
+			n_msgs++;
 			queued[n_queued++] = j;
 		}
 		if (n_queued == 0)
 			continue;
 		memset(&err, 0, sizeof(err));
-		r = mg_smtp_send(&opts, msgs, n_queued, on_mail_done, m, &err);
+		r = mg_smtp_send(&opts, msgs, n_msgs, on_mail_done, m, &err);
 		for (size_t k = 0; k < n_queued; k++) {
 			free(queued[k]->message);
 			queued[k]->message = NULL;
+			free(queued[k]->copy_message);
+			queued[k]->copy_message = NULL;
 		}
 		if (r < 0) {
 			log_session_failure(m, err.msg);

@@ -715,6 +715,9 @@ struct rcpt_walk {
 	int code;
 	const char *mailbox;
 	const char *text;
+	size_t index;	/* of the next recipient, in the order they were added */
+	int first_code; /* the first recipient's reply */
+	char first_text[256];
 };
 
 static void rcpt_cb(smtp_recipient_t r, const char *mailbox, void *arg)
@@ -723,6 +726,10 @@ static void rcpt_cb(smtp_recipient_t r, const char *mailbox, void *arg)
 	const smtp_status_t *st = smtp_recipient_status(r);
 	int code = st != NULL ? st->code : 0;
 
+	if (w->index++ == 0) {
+		w->first_code = code;
+		(void)snprintf(w->first_text, sizeof(w->first_text), "%s", status_text(st));
+	}
 	switch (status_class(code)) {
 	case MG_OK:
 		w->n_ok++;
@@ -756,7 +763,21 @@ static int classify(smtp_message_t message, struct mg_smtp_msg *m)
 		return mg_err_set(&m->err, status_class(code), "MAIL FROM refused: %d %s", code,
 				  status_text(st));
 	(void)smtp_enumerate_recipients(message, rcpt_cb, &w);
-	if (w.n_ok == 0 || w.n_ok < (int)m->n_rcpts) {
+	if (m->first_rcpt_decides && m->n_rcpts > 1) {
+		/* copies: only the recipient's own refusal fails the mail */
+		if (status_class(w.first_code) != MG_OK) {
+			m->about_message = w.first_code != 0;
+			return mg_err_set(&m->err, status_class(w.first_code),
+					  "RCPT TO <%s> refused: %d %s", m->rcpts[0], w.first_code,
+					  w.first_text);
+		}
+		m->others_refused = (unsigned)(w.n_temp + w.n_reject);
+		if (m->others_refused > 0)
+			(void)snprintf(m->others_text, sizeof(m->others_text),
+				       "RCPT TO <%s> refused: %d %s",
+				       w.mailbox != NULL ? w.mailbox : "?", w.code,
+				       w.text != NULL ? w.text : "");
+	} else if (w.n_ok == 0 || w.n_ok < (int)m->n_rcpts) {
 		c = w.n_temp > 0 ? MG_ETEMP : MG_EREJECT;
 		m->about_message = w.code != 0; /* 0: never asked (connection trouble) */
 		return mg_err_set(&m->err, c, "RCPT TO <%s> refused: %d %s",
@@ -866,6 +887,8 @@ int mg_smtp_send(const struct mg_smtp_opts *o, struct mg_smtp_msg *msgs, size_t 
 		msgs[i].done = false;
 		msgs[i].maybe_delivered = false;
 		msgs[i].about_message = false;
+		msgs[i].others_refused = 0;
+		msgs[i].others_text[0] = '\0';
 		msgs[i].result = MG_ETEMP;
 		memset(&msgs[i].err, 0, sizeof(msgs[i].err));
 	}

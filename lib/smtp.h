@@ -60,6 +60,13 @@ struct mg_smtp_msg {
 	 * that would hit any mail alike.
 	 */
 	bool about_message;
+	/*
+	 * Set by the caller: only rcpts[0] decides the outcome (the others are
+	 * copies); their refusals are counted here, with the last one's reply.
+	 */
+	bool first_rcpt_decides;
+	unsigned others_refused;
+	char others_text[300];
 	struct mg_err err;
 };
 

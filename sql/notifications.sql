@@ -441,6 +441,11 @@ CREATE TABLE IF NOT EXISTS mailgen_outbox (
     created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP,
     attempts INTEGER NOT NULL DEFAULT 0
 );
+-- Copies a format rule asks for with the other placement of the CSV: the
+-- same mail (ticket, To) built for the other placement, sent first to
+-- these envelope recipients (docs/format-rules.md "Copies").
+ALTER TABLE mailgen_outbox ADD COLUMN IF NOT EXISTS copy_message TEXT;
+ALTER TABLE mailgen_outbox ADD COLUMN IF NOT EXISTS copy_envelope_to TEXT[];
 ALTER TABLE mailgen_outbox OWNER TO eventdb_owner;
 CREATE INDEX IF NOT EXISTS mailgen_outbox_group_idx
     ON mailgen_outbox (recipient_address, template_name, notification_format,

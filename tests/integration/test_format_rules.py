@@ -153,6 +153,68 @@ class FormatRulesTest(unittest.TestCase):
         rc, out, err = run_cbmail(["--all"], self.config(rules_dir=d))
         self.assertEqual((rc, mc.summary(out)), (0, (False, 0, 0, 0)), out + err)
 
+    def test_copies_same_ticket_other_placement(self):
+        # 01_constituency_copies.json: Government copies inline, Energy copies
+        # attached; the fallback decides inline for event_data_format "x"
+        gov = make_directive("gov@example.net", "example-template.txt",
+                             notification_format="other", event_data_format="x",
+                             aggregate_identifier={"source.asn": 64496,
+                                                   "recipient_group": "Government"})
+        energy = make_directive("energy@example.net", "example-template.txt",
+                                notification_format="other", event_data_format="x",
+                                aggregate_identifier={"source.asn": 64497,
+                                                      "recipient_group": "Energy"})
+        self.insert(gov, {"source.ip": "192.0.2.21"})
+        self.insert(energy, {"source.ip": "192.0.2.22"})
+        rc, out, err = run_cbmail(["--all"], self.config())
+        self.assertEqual((rc, mc.summary(out)), (0, (False, 2, 0, 0)), out + err)
+        sent, tickets = self.sent_by_ticket()
+        # Government: the copy has the same placement: one message, two
+        # envelope recipients, To unchanged
+        (rcpts, to, mid, multipart), = sent[tickets["gov@example.net"]]
+        self.assertEqual(rcpts, ("gov@example.net", "internal-gov@cert.example"))
+        self.assertEqual(to, "gov@example.net")
+        self.assertFalse(multipart)  # inline CSV: no attachment
+        # Energy: the copy wants an attachment: a second message with the
+        # same ticket and To, another Message-Id, sent first
+        copy, main = sent[tickets["energy@example.net"]]
+        self.assertEqual(copy[0], ("internal-energy@cert.example",))
+        self.assertEqual(main[0], ("energy@example.net",))
+        self.assertEqual((copy[1], main[1]), ("energy@example.net", "energy@example.net"))
+        self.assertNotEqual(copy[2], main[2])
+        self.assertEqual((copy[3], main[3]), (True, False))
+        self.assertEqual(self.pg.scalar(self.db, "SELECT count(*) FROM sent"), "2")
+
+        # a refused copy does not fail the recipient's mail
+        self.smtp.clear()
+        self.pg.psql(self.db, "DELETE FROM directives; DELETE FROM sent;")
+        self.insert(gov, {"source.ip": "192.0.2.23"})
+        self.smtp.set_options({"reject_rcpt": {"internal-gov@cert.example":
+                                               [550, "5.1.1 no such user"]}})
+        try:
+            rc, out, err = run_cbmail(["--all"], self.config())
+        finally:
+            self.smtp.set_options({})
+        self.assertEqual((rc, mc.summary(out)), (0, (False, 1, 0, 0)), out + err)
+        self.assertRegex(err, r"WARNING: 1 copies with ticket \S+ refused: RCPT TO"
+                              r" <internal-gov@cert.example> refused: 550")
+        sent, tickets = self.sent_by_ticket()
+        (rcpts, to, mid, multipart), = sent[tickets["gov@example.net"]]
+        self.assertEqual(self.pg.scalar(self.db, "SELECT count(*) FROM mailgen_outbox"), "0")
+
+    def sent_by_ticket(self):
+        sent = {}
+        for env, raw in self.smtp.messages():
+            msg = mc.parse_mail(raw)
+            ticket = re.search(r"\d{8}-\d{8}", str(msg["Subject"])).group(0)
+            inner = msg.get_payload()[0]
+            sent.setdefault(ticket, []).append((tuple(env["rcpt_tos"]), str(msg["To"]),
+                                                str(msg["Message-Id"]), inner.is_multipart()))
+        tickets = dict(self.pg.query(self.db, "SELECT d.recipient_address, s.intelmq_ticket"
+                                              " FROM directives d JOIN sent s"
+                                              " ON s.id = d.sent_id"))
+        return sent, tickets
+
     def test_broken_rules_stop_the_start(self):
         d = self.rules_copy("broken")
         with open(os.path.join(d, "20_demo.json"), "w") as f:
