@@ -109,7 +109,7 @@ static void response(const char *line, size_t len)
 		for (size_t i = 0; msg[i] != '\0'; i++)
 			FUZZ_CHECK((unsigned char)msg[i] >= 0x20 || msg[i] == '\n');
 		FUZZ_CHECK(msg[0] == '\0' || mg_ctl_format_ok_message(&b, msg) == MG_OK);
-		mg_buf_reset(&b);
+		mg_buf_release(&b);
 	}
 
 	memset(&st, 0xa5, sizeof(st));
