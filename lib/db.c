@@ -190,11 +190,14 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 	return MG_OK;
 }
 
-int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *err)
+/*
+ * The query of the pending groups.  With one_group, only the group of the
+ * directive whose id is $1 (the pending directives sharing its five keys),
+ * whatever its failed state; otherwise every group not in the failed state.
+ */
+static int scan_sql(struct mg_buf *sql, const char *additional_where, bool one_group)
 {
-	struct mg_buf sql = MG_BUF_INIT(SQL_MAX);
 	bool has_where = additional_where != NULL && additional_where[0] != '\0';
-	int r;
 
 	/*
 	 * The keys of the original's PENDING_DIRECTIVES_QUERY (d3 is its alias
@@ -202,9 +205,8 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 	 * failed state; plus, per group, whether a mail of it waits in the
 	 * outbox and its deferral after a temporary failure.
 	 */
-	r = mg_buf_addf(
-		&sql,
-		"DECLARE " SCAN_CURSOR " NO SCROLL CURSOR WITH HOLD FOR "
+	return mg_buf_addf(
+		sql,
 		"SELECT q.recipient_address, q.template_name, q.notification_format,"
 		" q.event_data_format, q.aggregate_identifier::text, q.ids, q.eids,"
 		" q.inserted_us, q.interval_s, q.last_sent_us,"
@@ -236,7 +238,7 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 		"           d3.aggregate_identifier, d3.inserted_at"
 		"          FROM directives AS d3 %s"
 		"         WHERE d3.sent_id IS NULL AND d3.medium = 'email'"
-		"           AND d3.endpoint = 'source' %s%s%s"
+		"           AND d3.endpoint = 'source' %s%s%s%s"
 		"           AND NOT EXISTS (SELECT 1 FROM mailgen_dropped_directives AS x"
 		"                            WHERE x.directive_id = d3.id)) AS d"
 		"  GROUP BY d.recipient_address, d.template_name, d.notification_format,"
@@ -247,7 +249,7 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 		"  AND f.notification_format = q.notification_format"
 		"  AND f.event_data_format = q.event_data_format"
 		"  AND coalesce(f.aggregate_identifier, '{}') = coalesce(q.aggregate_identifier, '{}')"
-		" WHERE f.state IS DISTINCT FROM 'failed'"
+		" WHERE %s"
 		/*
 		 * Mails waiting in the outbox first: after a failure each worker
 		 * probes with one group, and one whose mail is built already
@@ -257,7 +259,27 @@ int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *e
 		has_where && strstr(additional_where, "events.") != NULL
 			? "JOIN events ON d3.events_id = events.id"
 			: "",
-		has_where ? "AND (" : "", has_where ? additional_where : "", has_where ? ")" : "");
+		has_where ? "AND (" : "", has_where ? additional_where : "", has_where ? ")" : "",
+		one_group ? " AND (d3.recipient_address, d3.template_name, d3.notification_format,"
+			    " d3.event_data_format) = (SELECT k.recipient_address, k.template_name,"
+			    " k.notification_format, k.event_data_format FROM directives AS k"
+			    " WHERE k.id = $1::bigint)"
+			    " AND d3.aggregate_identifier IS NOT DISTINCT FROM"
+			    " (SELECT k.aggregate_identifier FROM directives AS k"
+			    " WHERE k.id = $1::bigint)"
+			  : "",
+		one_group ? "true" : "f.state IS DISTINCT FROM 'failed'");
+}
+
+int mg_db_scan_open(PGconn *conn, const char *additional_where, struct mg_err *err)
+{
+	struct mg_buf sql = MG_BUF_INIT(SQL_MAX);
+	bool has_where = additional_where != NULL && additional_where[0] != '\0';
+	int r;
+
+	r = mg_buf_adds(&sql, "DECLARE " SCAN_CURSOR " NO SCROLL CURSOR WITH HOLD FOR ");
+	if (r == MG_OK)
+		r = scan_sql(&sql, additional_where, false);
 	if (r < 0) {
 		r = mg_err_set(err, MG_ENOMEM, "scan: query too large");
 		goto out;
@@ -1184,6 +1206,217 @@ int mg_db_outbox_delete(PGconn *conn, const char *ticket, struct mg_err *err)
 		r = mg_err_set(err, db_classify(conn, res),
 			       "ticket %s: deleting the mail from mailgen_outbox failed: %s",
 			       ticket, db_message(conn, res));
+	PQclear(res);
+	return r;
+}
+
+int mg_db_group_of_directive(PGconn *conn, const char *additional_where, int64_t id,
+			     struct mg_group *ret_group, bool *ret_found, struct mg_err *err)
+{
+	struct mg_buf sql = MG_BUF_INIT(SQL_MAX);
+	PGresult *res = NULL;
+	const char *params[1];
+	char idbuf[32];
+	int r;
+
+	*ret_found = false;
+	r = scan_sql(&sql, additional_where, true);
+	if (r < 0) {
+		r = mg_err_set(err, MG_ENOMEM, "group of directive %lld: query too large",
+			       (long long)id);
+		goto out;
+	}
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+	params[0] = idbuf;
+	res = PQexecParams(conn, mg_buf_str(&sql), 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res),
+			       "reading the group of directive %lld failed: %s", (long long)id,
+			       db_message(conn, res));
+		goto out;
+	}
+	r = MG_OK;
+	if (PQntuples(res) == 0)
+		goto out;
+	r = group_from_row(res, 0, ret_group, err);
+	if (r < 0) {
+		mg_err_prefix(err, "group of directive %lld: ", (long long)id);
+		goto out;
+	}
+	*ret_found = true;
+out:
+	PQclear(res);
+	mg_buf_release(&sql);
+	return r;
+}
+
+int mg_db_outbox_peek(PGconn *conn, const struct mg_group *g, struct mg_outbox_mail *ret_ob,
+		      bool *ret_found, struct mg_err *err)
+{
+	/* mg_db_outbox_take()'s choice, without counting an attempt */
+	static const char sql[] =
+		"SELECT o.intelmq_ticket, o.message_id, o.envelope_from, o.message"
+		"  FROM mailgen_outbox AS o"
+		" WHERE " KEYS_MATCH("o") " AND o.directive_ids && $6::bigint[]"
+					  " ORDER BY o.created_at, o.intelmq_ticket LIMIT 1";
+	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
+	struct mg_outbox_mail ob = { 0 };
+	PGresult *res = NULL;
+	const char *params[6];
+	int r;
+
+	*ret_found = false;
+	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
+	if (r < 0) {
+		r = mg_err_set(err, r, "too many directive ids (%zu)", g->n_directives);
+		goto out;
+	}
+	group_key_params(g, params);
+	params[5] = mg_buf_str(&ids);
+	res = PQexecParams(conn, sql, 6, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res), "reading mailgen_outbox failed: %s",
+			       db_message(conn, res));
+		goto out;
+	}
+	r = MG_OK;
+	if (PQntuples(res) == 0)
+		goto out;
+	if (strlen(PQgetvalue(res, 0, 0)) > MG_TICKET_LEN ||
+	    strlen(PQgetvalue(res, 0, 1)) >= sizeof(ob.message_id)) {
+		r = mg_err_set(err, MG_EINPUT, "mailgen_outbox: malformed row for ticket '%.30s'",
+			       PQgetvalue(res, 0, 0));
+		goto out;
+	}
+	memcpy(ob.ticket, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)) + 1);
+	memcpy(ob.message_id, PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)) + 1);
+	ob.envelope_from = mg_strdup(PQgetvalue(res, 0, 2));
+	ob.len = (size_t)PQgetlength(res, 0, 3);
+	ob.message = malloc(ob.len + 1);
+	if (ob.envelope_from == NULL || ob.message == NULL) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(ob.message, PQgetvalue(res, 0, 3), ob.len + 1);
+	*ret_ob = ob;
+	memset(&ob, 0, sizeof(ob));
+	*ret_found = true;
+out:
+	mg_outbox_mail_release(&ob);
+	PQclear(res);
+	mg_buf_release(&ids);
+	return r;
+}
+
+void mg_directive_state_release(struct mg_directive_state *s)
+{
+	if (s == NULL)
+		return;
+	free(s->recipient_address);
+	free(s->template_name);
+	free(s->notification_format);
+	free(s->event_data_format);
+	free(s->aggregate_literal);
+	free(s->medium);
+	free(s->endpoint);
+	free(s->drop_reason);
+	free(s->fail_reason);
+	free(s->outbox_tickets);
+	memset(s, 0, sizeof(*s));
+}
+
+/* A copy of a column that may be NULL (NULL stays NULL); false when out of memory. */
+static bool dup_nullable(const PGresult *res, int col, char **ret)
+{
+	*ret = NULL;
+	if (PQgetisnull(res, 0, col))
+		return true;
+	*ret = mg_strdup(PQgetvalue(res, 0, col));
+	return *ret != NULL;
+}
+
+static int64_t usec_or_0(const PGresult *res, int col)
+{
+	int64_t v;
+
+	return !PQgetisnull(res, 0, col) &&
+			       mg_parse_int64(PQgetvalue(res, 0, col), INT64_MIN, INT64_MAX, &v)
+		       ? v
+		       : 0;
+}
+
+int mg_db_directive_state(PGconn *conn, int64_t id, struct mg_directive_state *ret,
+			  struct mg_err *err)
+{
+	static const char sql[] =
+		"SELECT d.recipient_address, d.template_name, d.notification_format,"
+		" d.event_data_format, d.aggregate_identifier::text, d.medium, d.endpoint::text,"
+		" d.events_id, s.intelmq_ticket, (extract(epoch FROM s.sent_at) * 1000000)::bigint,"
+		" x.directive_id IS NOT NULL, (extract(epoch FROM x.dropped_at) * 1000000)::bigint,"
+		" x.reason, f.id, f.state, f.reason, f.attempts,"
+		" (extract(epoch FROM f.retry_at) * 1000000)::bigint,"
+		" (SELECT string_agg(o.intelmq_ticket, ' ' ORDER BY o.created_at, o.intelmq_ticket)"
+		"    FROM mailgen_outbox AS o WHERE d.id = ANY (o.directive_ids)),"
+		" (extract(epoch FROM d.inserted_at) * 1000000)::bigint, d.sent_id IS NOT NULL"
+		" FROM directives AS d"
+		" LEFT JOIN sent AS s ON s.id = d.sent_id"
+		" LEFT JOIN mailgen_dropped_directives AS x ON x.directive_id = d.id"
+		" LEFT JOIN mailgen_failed_groups AS f"
+		"   ON f.recipient_address = d.recipient_address"
+		"  AND f.template_name = d.template_name"
+		"  AND f.notification_format = d.notification_format"
+		"  AND f.event_data_format = d.event_data_format"
+		"  AND coalesce(f.aggregate_identifier, '{}') = coalesce(d.aggregate_identifier, '{}')"
+		" WHERE d.id = $1::bigint";
+	struct mg_directive_state s = { 0 };
+	PGresult *res = NULL;
+	const char *params[1];
+	char idbuf[32];
+	int64_t v;
+	int r;
+
+	(void)snprintf(idbuf, sizeof(idbuf), "%lld", (long long)id);
+	params[0] = idbuf;
+	res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res), "reading directive %lld failed: %s",
+			       (long long)id, db_message(conn, res));
+		goto out;
+	}
+	s.id = id;
+	r = MG_OK;
+	if (PQntuples(res) == 0)
+		goto done;
+	s.found = true;
+	if (!dup_nullable(res, 0, &s.recipient_address) ||
+	    !dup_nullable(res, 1, &s.template_name) ||
+	    !dup_nullable(res, 2, &s.notification_format) ||
+	    !dup_nullable(res, 3, &s.event_data_format) ||
+	    !dup_nullable(res, 4, &s.aggregate_literal) || !dup_nullable(res, 5, &s.medium) ||
+	    !dup_nullable(res, 6, &s.endpoint) || !dup_nullable(res, 12, &s.drop_reason) ||
+	    !dup_nullable(res, 15, &s.fail_reason) || !dup_nullable(res, 18, &s.outbox_tickets)) {
+		r = mg_err_set(err, MG_ENOMEM, "out of memory");
+		goto out;
+	}
+	s.event_id = usec_or_0(res, 7);
+	s.sent = strcmp(PQgetvalue(res, 0, 20), "t") == 0;
+	if (!PQgetisnull(res, 0, 8))
+		(void)snprintf(s.ticket, sizeof(s.ticket), "%.*s", MG_TICKET_LEN,
+			       PQgetvalue(res, 0, 8));
+	s.sent_at = usec_or_0(res, 9);
+	s.dropped = strcmp(PQgetvalue(res, 0, 10), "t") == 0;
+	s.dropped_at = usec_or_0(res, 11);
+	s.failed_id = usec_or_0(res, 13);
+	s.has_failed_row = !PQgetisnull(res, 0, 13);
+	s.permanent = strcmp(PQgetvalue(res, 0, 14), "failed") == 0;
+	s.attempts = mg_parse_int64(PQgetvalue(res, 0, 16), 0, INT32_MAX, &v) ? (int)v : 0;
+	s.retry_at = usec_or_0(res, 17);
+	s.inserted_at = usec_or_0(res, 19);
+done:
+	*ret = s;
+	memset(&s, 0, sizeof(s));
+out:
+	mg_directive_state_release(&s);
 	PQclear(res);
 	return r;
 }

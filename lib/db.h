@@ -218,6 +218,53 @@ void mg_db_notice(void *arg, const char *message);
 int mg_db_recipient_recent(PGconn *conn, const char *recipient, int window_sec, int max,
 			   int *ret_count, int64_t *ret_free_at, struct mg_err *err);
 
+/*
+ * The pending group of directive id as the scan would see it (the pending
+ * directives sharing its five keys, under additional_where), also when the
+ * group is in the failed state.  *ret_found is false when the directive does
+ * not exist or no pending directive with its keys passes the scan's
+ * conditions.  Read-only: no lock is taken.  Release *ret_group with
+ * mg_group_release().
+ */
+int mg_db_group_of_directive(PGconn *conn, const char *additional_where, int64_t id,
+			     struct mg_group *ret_group, bool *ret_found, struct mg_err *err);
+
+/*
+ * The outbox mail mg_db_outbox_take() would take for g, without taking it
+ * (no attempt is counted, nothing is written).  Release *ret_ob with
+ * mg_outbox_mail_release().
+ */
+int mg_db_outbox_peek(PGconn *conn, const struct mg_group *g, struct mg_outbox_mail *ret_ob,
+		      bool *ret_found, struct mg_err *err);
+
+/* What the database knows about one directive, for "why was this not sent yet?". */
+struct mg_directive_state {
+	int64_t id;
+	bool found;
+	char *recipient_address, *template_name, *notification_format, *event_data_format;
+	char *aggregate_literal; /* NULL when the column is NULL */
+	char *medium, *endpoint;
+	int64_t event_id, inserted_at; /* usec */
+	bool sent;
+	char ticket[MG_TICKET_LEN + 1]; /* of the mail that carried it, "" */
+	int64_t sent_at;
+	bool dropped; /* by an operator (mailgenctl drop) */
+	int64_t dropped_at;
+	char *drop_reason;
+	bool has_failed_row; /* its keys are in mailgen_failed_groups */
+	bool permanent;	     /* 'failed'; else 'deferred' */
+	int64_t failed_id, retry_at;
+	int attempts;
+	char *fail_reason;
+	char *outbox_tickets; /* of outbox mails carrying it, space-separated; NULL: none */
+};
+
+void mg_directive_state_release(struct mg_directive_state *s);
+
+/* Read the state of directive id (*ret->found false: no such directive).  Read-only. */
+int mg_db_directive_state(PGconn *conn, int64_t id, struct mg_directive_state *ret,
+			  struct mg_err *err);
+
 /* True when the connection is unusable and must be made anew. */
 bool mg_db_broken(PGconn *conn);
 

@@ -1239,3 +1239,97 @@ out:
 	free(jobs);
 	return r;
 }
+
+void mg_preview_release(struct mg_preview *p)
+{
+	if (p == NULL)
+		return;
+	free(p->message);
+	memset(p, 0, sizeof(*p));
+}
+
+int mg_mailer_preview(struct mg_mailer *m, struct mg_group *g, int64_t now, struct mg_preview *ret,
+		      struct mg_err *err)
+{
+	struct mg_preview p = { 0 };
+	struct mg_outbox_mail ob = { 0 };
+	struct job j = { .group = g };
+	bool found = false;
+	int r;
+
+	if (!m->dry_run)
+		return mg_err_set(err, MG_ESYS, "preview needs a mailer made for a dry run");
+	p.due_at = now;
+	if (g->has_outbox) {
+		r = mg_db_outbox_peek(m->conn, g, &ob, &found, err);
+		if (r < 0)
+			goto out;
+	}
+	if (found) {
+		/* sent again as it was built, whatever the rules say now */
+		p.from_outbox = true;
+		memcpy(p.ticket, ob.ticket, sizeof(p.ticket));
+		p.message = ob.message;
+		p.len = ob.len;
+		ob.message = NULL;
+		goto done;
+	}
+	g->has_outbox = false; /* the outbox mail went meanwhile: the rules again */
+	if (m->cfg->rules != NULL) {
+		r = mg_rules_decide(m->cfg->rules, g, now, &j.decision, err);
+		if (r < 0)
+			goto out;
+		j.has_decision = true;
+		if (j.decision.verdict == MG_RULE_NONE) {
+			r = mg_err_set(err, MG_EINPUT,
+				       "no format rule matches the group (add a rule)");
+			goto out;
+		}
+		(void)snprintf(p.rule, sizeof(p.rule), "%s", j.decision.rule);
+		if (j.decision.verdict == MG_RULE_POSTPONED) {
+			int64_t due = j.decision.due_at;
+
+			p.postponed = true;
+			p.due_at = due;
+			(void)snprintf(p.postponed_by, sizeof(p.postponed_by), "%s",
+				       j.decision.postponed_by != NULL ? j.decision.postponed_by
+								       : "");
+			/* the mail it gets when due: the rule decided at that moment */
+			mg_rule_decision_release(&j.decision);
+			j.has_decision = false;
+			r = mg_rules_decide(m->cfg->rules, g, due, &j.decision, err);
+			if (r < 0)
+				goto out;
+			j.has_decision = true;
+			if (j.decision.verdict != MG_RULE_SEND) {
+				r = mg_err_set(err, MG_EINPUT,
+					       "rule %s does not send the group at "
+					       "its due time",
+					       p.rule);
+				goto out;
+			}
+		}
+	} else if (!mg_group_is_due(g, now)) {
+		p.postponed = true;
+		p.due_at = mg_group_due_at(g);
+		(void)snprintf(p.postponed_by, sizeof(p.postponed_by), "%s",
+			       g->retry_at == p.due_at ? "retry after a temporary failure"
+						       : "notification interval");
+	}
+	r = build_mail(m, &j, err);
+	if (r < 0)
+		goto out;
+	memcpy(p.ticket, j.ticket, sizeof(p.ticket));
+	p.message = j.message;
+	p.len = j.len;
+	j.message = NULL;
+done:
+	*ret = p;
+	memset(&p, 0, sizeof(p));
+	r = MG_OK;
+out:
+	mg_outbox_mail_release(&ob);
+	mg_preview_release(&p);
+	job_release(&j);
+	return r;
+}

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "directive.h"
 #include "mg-err.h"
+#include "ticket.h"
 
 /* What happened to the groups handed to a mailer so far. */
 struct mg_mailer_stats {
@@ -68,6 +69,35 @@ void mg_mailer_free(struct mg_mailer *m);
  * remaining groups stay pending).
  */
 int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n);
+
+/* What mg_mailer_preview() found besides the mail. */
+struct mg_preview {
+	char *message; /* owned: the complete message as it would be sent (CRLF) */
+	size_t len;
+	char rule[256];			/* the format rule that decided; "" without format rules */
+	bool postponed;			/* not due at now: this is the mail it gets once due */
+	int64_t due_at;			/* when it is due (usec; <= now: due now) */
+	char postponed_by[64];		/* the condition holding it back longest, "" */
+	bool from_outbox;		/* the mail waiting in the outbox, to be sent again as is */
+	char ticket[MG_TICKET_LEN + 1]; /* "YYYYMMDD-00000000", or the outbox mail's */
+};
+
+/* Free what p owns and zero it.  NULL-safe. */
+void mg_preview_release(struct mg_preview *p);
+
+/*
+ * Render group g (from mg_db_group_of_directive(), split as the scan does)
+ * exactly as it would be sent, with a mailer made for a dry run: the same
+ * rule decision, template, table, placement, substitutions and signature,
+ * with the ticket "YYYYMMDD-00000000".  Nothing is claimed, drawn, sent or
+ * written.  A group not due at now is rendered as it will be when due (the
+ * rule decided at its due time), with ret->postponed set; a group whose
+ * mail waits in the outbox gives that mail.  Returns MG_EINPUT when no rule
+ * matches or the mail cannot be built from the group's data (err says why),
+ * other errors as mg_mailer_process() would meet them.
+ */
+int mg_mailer_preview(struct mg_mailer *m, struct mg_group *g, int64_t now, struct mg_preview *ret,
+		      struct mg_err *err);
 
 /* The counters so far.  Borrowed. */
 const struct mg_mailer_stats *mg_mailer_stats(const struct mg_mailer *m);
