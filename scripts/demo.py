@@ -5,6 +5,7 @@ Starts mailgend against a throw-away PostgreSQL, SMTP server and GnuPG home,
 inserts sample IntelMQ events, and waits until the daemon has mailed them.
 """
 
+import datetime
 import email
 import email.policy
 import os
@@ -22,15 +23,21 @@ from harness import (BUILD_DIR, GpgHome, PgCluster, SmtpSink, TempDir,  # noqa: 
 
 DEMO_DIR = os.path.join(TOP, "demo")
 
-# Sample events: open DNS resolvers in two networks (one mail per network,
-# CSV inline) and malware infections in a third (CSV as an attachment).
+# Sample events, handled by the format rules of conf/formats/: open DNS
+# resolvers in two networks (Shadowserver rule: its table, inline CSV; the
+# second network is in the constituency "Government", so the rule
+# 01_constituency_copies.json copies its mail to an internal address),
+# malware infections in a third (CSV as an attachment by the suffix of the
+# event data format) and one group of the demo format (attachment).
 SAMPLES = [
-    ("abuse@as64496.example", 64496, "192.0.2.%d", "dns", 53, 3,
-     "example-template.txt", "csv_DNS-open-resolvers"),
-    ("abuse@as64497.example", 64497, "198.51.100.%d", "dns", 53, 2,
-     "example-template.txt", "csv_DNS-open-resolvers"),
-    ("cert@as64498.example", 64498, "203.0.113.%d", "http", 80, 4,
-     "example-template-attachment.txt", "malware_csv_attachment"),
+    ("abuse@as64496.example", 64496, "192.0.2.%d", "dns", 53, 3, "shadowserver-csv.txt",
+     "shadowserver", "csv_DNS-open-resolvers", None),
+    ("abuse@as64497.example", 64497, "198.51.100.%d", "dns", 53, 2, "shadowserver-csv.txt",
+     "shadowserver", "csv_DNS-open-resolvers", "Government"),
+    ("cert@as64498.example", 64498, "203.0.113.%d", "http", 80, 4, "malware-infection.txt",
+     "malware-infection", "malware_csv_attachment", None),
+    ("noc@as64499.example", 64499, "233.252.0.%d", "ssh", 22, 1,
+     "example-template-attachment.txt", "demo", "demo", None),
 ]
 
 
@@ -54,21 +61,29 @@ def main():
               % (pg.host, pg.port, smtp.host, smtp.port, gpg.home))
         pg.create_db("intelmq-events")
         events = []
-        for rcpt, asn, ipfmt, proto_app, port, count, tmpl, edf in SAMPLES:
+        # Shadowserver data is held back until it is 2 hours old (and the
+        # newest directive 15 minutes): the samples were observed 3 hours ago
+        observed = (datetime.datetime.now(datetime.timezone.utc)
+                    - datetime.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        for rcpt, asn, ipfmt, proto_app, port, count, tmpl, nf, edf, group in SAMPLES:
+            agg = {"source.asn": asn, "time.observation": observed}
+            if group is not None:
+                agg["recipient_group"] = group
             for i in range(count):
                 events.append({
                     "directives": [make_directive(
                         recipient_address=rcpt, template_name=tmpl,
-                        notification_format="shadowserver", event_data_format=edf,
-                        aggregate_identifier={"source.asn": asn},
-                        notification_interval=86400)],
+                        notification_format=nf, event_data_format=edf,
+                        aggregate_identifier=agg, notification_interval=86400)],
                     "fields": {"source.ip": ipfmt % (i + 10), "source.asn": asn,
-                               "source.port": port, "protocol.application": proto_app},
+                               "source.port": port, "protocol.application": proto_app,
+                               "classification.identifier": "demo-bot"},
                 })
         run = TempDir("mgdemo")
         sock = os.path.join(run.path, "mailgend.sock")
         cfg = make_config(pg=pg, db="intelmq-events", gpg=gpg, smtp=smtp,
                           sender="CERT Example <cert@example.org>", logging_level="INFO",
+                          format_rules_dir=os.path.join(TOP, "conf", "formats"),
                           daemon={"control_socket": sock, "debounce_quiet_ms": 500,
                                   "workers": 2})
         cfg_path = write_config(cfg, DEMO_DIR)
@@ -84,7 +99,11 @@ def main():
                                       + list(args), capture_output=True, text=True)
             wait_until(lambda: "listening for notifications" in open(log_path).read(),
                        timeout=30, what="mailgend to listen")
-            pg.insert_events("intelmq-events", events)
+            # as if IntelMQ had stored them 20 minutes ago, in one transaction
+            pg.psql("intelmq-events", "BEGIN;\n" + "".join(
+                pg.event_insert_sql(e["directives"], e["fields"], returning=False)
+                for e in events) + "UPDATE directives SET inserted_at = now() - interval"
+                " '20 minutes';\nCOMMIT;")
             print("demo: inserted %d events; the trigger made %s directives and woke mailgend"
                   % (len(events), pg.scalar("intelmq-events", "SELECT count(*) FROM directives")))
             smtp.wait_for(len(SAMPLES), timeout=60)
@@ -108,7 +127,8 @@ def main():
             ok = ok and good
             msg = email.message_from_bytes(raw, policy=email.policy.default)
             print("demo: %s  to %-24s  %s  signature: %s"
-                  % (path, env["rcpt_tos"][0], msg["Subject"], "good" if good else "BAD"))
+                  % (path, ", ".join(env["rcpt_tos"]), msg["Subject"],
+                     "good" if good else "BAD"))
         print("demo: tickets recorded in table sent:")
         sys.stdout.write(pg.psql("intelmq-events",
                                  "SELECT s.intelmq_ticket, count(d.id) AS directives"
