@@ -15,6 +15,7 @@
 #include "mailer.h"
 #include "mg-buf.h"
 #include "mime.h"
+#include "plugin.h"
 #include "render.h"
 #include "rules.h"
 #include "sign.h"
@@ -724,7 +725,7 @@ static int fail_for_now(struct mg_mailer *m, struct job *j, const char *msg)
 }
 
 /*
- * Ask the format rules about a claimed group: *ret_due when it is to be
+ * Ask the format plugins and rules about a claimed group: *ret_due when it is to be
  * mailed now (the decision is kept in the job for build_mail()).  No
  * matching rule is the group's failure (failed state, so it is not retried
  * in a loop); a postponed group counts and names its condition and time.
@@ -739,7 +740,7 @@ static int decide(struct mg_mailer *m, struct job *j, int64_t now, bool *ret_due
 	int r;
 
 	*ret_due = false;
-	r = mg_rules_decide(m->cfg->rules, j->group, now, &j->decision, &err);
+	r = mg_format_decide(m->cfg, j->group, now, &j->decision, &err);
 	if (r == MG_ENOMEM)
 		return fail_for_now(m, j, err.msg);
 	(void)snprintf(what, sizeof(what), "group for '%.200s'%s cannot be mailed",
@@ -817,7 +818,7 @@ static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool
 		return MG_OK;
 	}
 	now = now_usec();
-	if (m->cfg->rules != NULL) {
+	if (m->cfg->rules != NULL || m->cfg->plugins != NULL) {
 		bool due;
 
 		r = decide(m, j, now, &due);
