@@ -7,8 +7,9 @@
  * the next plugin, the format rules or the built-in fallback:
  *
  *   - it holds a group back until its newest directive is DEMO_MIN_AGE
- *     seconds old (what a rule's "min_directive_age" does, to show
- *     mg_plugin_postpone());
+ *     seconds old, or as many as the environment variable
+ *     MG_DEMO_MIN_AGE says (what a rule's "min_directive_age" does, to
+ *     show mg_plugin_postpone(), init() and fini());
  *   - then it mails it with an inline template, a table of two columns
  *     and a substitution that it computes from the aggregate identifier.
  *
@@ -24,6 +25,7 @@
  * show the default (the loader serialises the calls).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mailgen-plugin.h>
@@ -38,11 +40,47 @@ static const char demo_template[] = "Demo report about ${demo_about}\n"
 				    "\n"
 				    "${events_as_csv}\n";
 
+struct demo {
+	int64_t min_age_usec;
+};
+
+/* Once, at start: read the minimum age.  A message refuses the start. */
+static int demo_init(void **ret_state, char *msg, size_t msg_size)
+{
+	const char *env = getenv("MG_DEMO_MIN_AGE");
+	struct demo *d;
+	char *end;
+	long age = DEMO_MIN_AGE;
+
+	if (env != NULL) {
+		age = strtol(env, &end, 10);
+		if (end == env || *end != '\0' || age < 0 || age > 86400) {
+			(void)snprintf(msg, msg_size,
+				       "MG_DEMO_MIN_AGE: expected 0..86400, got '%s'", env);
+			return -1;
+		}
+	}
+	d = malloc(sizeof(*d));
+	if (d == NULL) {
+		(void)snprintf(msg, msg_size, "out of memory");
+		return -1;
+	}
+	d->min_age_usec = (int64_t)age * 1000000;
+	*ret_state = d;
+	return 0;
+}
+
+static void demo_fini(void *state)
+{
+	free(state);
+}
+
 static enum mg_plugin_verdict demo_decide(void *state, const struct mg_plugin_group *g,
 					  struct mg_plugin_answer *a)
 {
+	const struct demo *d = state;
 	const char *asn = mg_plugin_group_get(g, "source.asn");
-	int64_t due = g->inserted_at + (int64_t)DEMO_MIN_AGE * 1000000;
+	int64_t due = g->inserted_at + d->min_age_usec;
 	char about[128], count[64];
 
 	if (strcmp(g->notification_format, "plugin-demo") != 0)
@@ -72,5 +110,7 @@ const struct mg_plugin mailgen_plugin = {
 	.abi_version = MG_PLUGIN_ABI_VERSION,
 	.flags = 0,
 	.name = "plugin-demo",
+	.init = demo_init,
 	.decide = demo_decide,
+	.fini = demo_fini,
 };
