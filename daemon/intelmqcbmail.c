@@ -15,6 +15,7 @@
 #include "explain.h"
 #include "log.h"
 #include "mailer.h"
+#include "plugin.h"
 #include "sign.h"
 #include "util.h"
 
@@ -380,6 +381,7 @@ int main(int argc, char **argv)
 	struct mg_err err = { 0 };
 	const struct mg_mailer_stats *st;
 	PGconn *conn = NULL;
+	struct mg_plugins *plugins = NULL;
 	size_t n = 0, n_fetched = 0, per_session;
 	bool stopped = false, scan_failed = false, smtp_proven = false;
 	int r, status = 1;
@@ -394,6 +396,15 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "%s", err.msg);
 		return EX_CONFIG;
+	}
+	if (cfg.format_plugin_dir != NULL) {
+		r = mg_plugins_load(cfg.format_plugin_dir, &plugins, &err);
+		if (r < 0) {
+			mg_log(LOG_ERR, NULL, "%s", err.msg);
+			status = EX_CONFIG;
+			goto out;
+		}
+		cfg.plugins = plugins;
 	}
 	mg_log_set_level(arg_verbose ? LOG_DEBUG : cfg.log_level);
 	for (size_t i = 0; i < cfg.n_warnings; i++)
@@ -500,5 +511,6 @@ out:
 	mg_mailer_free(mailer);
 	PQfinish(conn);
 	mg_config_release(&cfg);
+	mg_plugins_free(plugins);
 	return status;
 }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "pool.h"
 #include "sign.h"
+#include "plugin.h"
 #include "smtp.h"
 #include "timing.h"
 
@@ -32,6 +33,9 @@ static bool arg_check_config;
 struct daemon {
 	struct event_base *base;
 	struct cfg_ref *cfg; /* current config */
+	/* format plugins, loaded once at start and shared by every config */
+	struct mg_plugins *plugins;
+	char *plugin_dir; /* format_plugin_dir at start, NULL: none */
 	unsigned generation;
 	struct pool *pool;
 	struct listener *listener;
@@ -408,6 +412,15 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 
 	(void)sd_notify(0, "RELOADING=1");
 	r = mg_config_load(&fresh, arg_config, &err);
+	if (r == MG_OK) {
+		/* plugins are loaded at start only: keep the same set */
+		fresh.plugins = d->plugins;
+		if ((fresh.format_plugin_dir == NULL) != (d->plugin_dir == NULL) ||
+		    (d->plugin_dir != NULL && strcmp(fresh.format_plugin_dir, d->plugin_dir) != 0))
+			mg_log(LOG_WARNING, NULL,
+			       "format_plugin_dir changed; plugins are loaded at start only: "
+			       "restart mailgend to use it");
+	}
 	if (r == MG_OK && fresh.always_sign)
 		r = mg_sign_new(fresh.gnupg_home, fresh.signing_key, &signer, &err);
 	mg_sign_free(signer);
@@ -574,6 +587,12 @@ int main(int argc, char **argv)
 	(void)signal(SIGPIPE, SIG_IGN); /* libESMTP never ignores it */
 
 	r = mg_config_load(&cfg, arg_config, &err);
+	if (r == MG_OK && cfg.format_plugin_dir != NULL) {
+		r = mg_plugins_load(cfg.format_plugin_dir, &d.plugins, &err);
+		if (r == MG_OK && (d.plugin_dir = strdup(cfg.format_plugin_dir)) == NULL)
+			r = mg_err_set(&err, MG_ENOMEM, "out of memory");
+		cfg.plugins = d.plugins;
+	}
 	if (r == MG_OK && cfg.always_sign)
 		r = mg_sign_new(cfg.gnupg_home, cfg.signing_key, &signer, &err);
 	mg_sign_free(signer);
@@ -581,16 +600,19 @@ int main(int argc, char **argv)
 		r = smtp_client_check(&cfg, &err);
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "%s", err.msg);
-		mg_config_release(&cfg);
-		return EX_CONFIG;
+		status = EX_CONFIG;
+		goto out;
 	}
 	mg_log_set_level(cfg.log_level);
 	for (size_t i = 0; i < cfg.n_warnings; i++)
 		mg_log(LOG_WARNING, NULL, "%s", cfg.warnings[i]);
+	for (size_t i = 0; i < mg_plugins_count(d.plugins); i++)
+		mg_log(LOG_INFO, NULL, "format plugin %s loaded from '%s'",
+		       mg_plugins_name(d.plugins, i), d.plugin_dir);
 	if (arg_check_config) {
 		(void)printf("mailgend: configuration OK\n");
-		mg_config_release(&cfg);
-		return 0;
+		status = 0;
+		goto out;
 	}
 
 	d.started_at = (int64_t)time(NULL);
@@ -671,5 +693,8 @@ int main(int argc, char **argv)
 out:
 	daemon_release(&d);
 	mg_config_release(&cfg);
+	/* after the workers are gone: nothing decides with them any more */
+	mg_plugins_free(d.plugins);
+	free(d.plugin_dir);
 	return status;
 }

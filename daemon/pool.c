@@ -9,6 +9,7 @@
 #include "db.h"
 #include "log.h"
 #include "pool.h"
+#include "plugin.h"
 #include "rules.h"
 #include "workq.h"
 
@@ -367,9 +368,9 @@ static bool actions_pending(struct pool *p)
 }
 
 /*
- * When a scanned group is due: by the format rules when there are any (a
- * group no rule matches goes to a worker, which puts it into the failed
- * state), else by the interval rule.  The worker asks again after its claim.
+ * When a scanned group is due: by the format plugins and rules when there
+ * are any (a group no rule matches goes to a worker, which puts it into the
+ * failed state), else by the interval rule.  The worker asks again after its claim.
  */
 static int64_t scan_due_at(const struct mg_config *cfg, const struct mg_group *g, int64_t now)
 {
@@ -377,9 +378,9 @@ static int64_t scan_due_at(const struct mg_config *cfg, const struct mg_group *g
 	struct mg_err err = { 0 };
 	int64_t due = now;
 
-	if (cfg->rules == NULL)
+	if (cfg->rules == NULL && cfg->plugins == NULL)
 		return mg_group_due_at(g);
-	if (mg_rules_decide(cfg->rules, g, now, &d, &err) < 0)
+	if (mg_format_decide(cfg, g, now, &d, &err) < 0)
 		return now; /* the worker logs it */
 	if (d.verdict == MG_RULE_POSTPONED)
 		due = d.due_at;

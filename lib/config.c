@@ -60,6 +60,7 @@ static const struct cf_key cf_keys[] = {
 	{ "template_dir", CF_STR, OFF(template_dir), true, NULL, 0, 0 },
 	{ "format_rules_dir", CF_STR, OFF(format_rules_dir), false, NULL, 0, 0 },
 	{ "script_directory", CF_STR, OFF(script_directory), false, NULL, 0, 0 },
+	{ "format_plugin_dir", CF_STR, OFF(format_plugin_dir), false, NULL, 0, 0 },
 	{ "sender", CF_STR, OFF(sender), true, NULL, 0, 0 },
 	{ "logging_level", CF_LEVEL, OFF(log_level), false, "INFO", 0, 0 },
 	{ "smtp.host", CF_STR, OFF(smtp_host), false, "localhost", 0, 0 },

@@ -8,6 +8,7 @@
 #include "mg-err.h"
 
 struct mg_rules;
+struct mg_plugins;
 
 #define MG_CONFIG_SYSTEM_PATH "/etc/intelmq/intelmq-mailgen.conf"
 #define MG_CONFIG_USER_PATH   ".intelmq/intelmq-mailgen.conf" /* below $HOME */
@@ -61,6 +62,15 @@ struct mg_config {
 	const char *rules_dir; /* one of the two above, or NULL */
 	char *rules_dir_origin;
 	struct mg_rules *rules;
+	/*
+	 * Format plugins (docs/format-rules.md, "Plugins"): the directory, and
+	 * the plugins loaded from it.  mg_config_load() does not load them:
+	 * the program does, once at start (mg_plugins_load, lib/plugin.h), and
+	 * hands the same set to every later configuration.  Borrowed:
+	 * mg_config_release() leaves them alone.  NULL: none.
+	 */
+	char *format_plugin_dir;
+	struct mg_plugins *plugins;
 	int log_level; /* syslog priority, from logging_level */
 	/* smtp.* */
 	char *smtp_host;

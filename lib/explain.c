@@ -6,6 +6,7 @@
 #include "db.h"
 #include "directive.h"
 #include "explain.h"
+#include "plugin.h"
 #include "rules.h"
 
 /* usec since the epoch as "2026-11-27T10:15:00Z" */
@@ -43,7 +44,7 @@ static void add_decision(const struct mg_config *cfg, const struct mg_group *g, 
 	int64_t due_at;
 	char when[32];
 
-	if (cfg->rules == NULL) {
+	if (cfg->rules == NULL && cfg->plugins == NULL) {
 		(void)mg_buf_adds(out, "rule: built-in (no format_rules_dir: interval rule, "
 				       "fallback columns)\n");
 		due_at = mg_group_due_at(g);
@@ -51,7 +52,7 @@ static void add_decision(const struct mg_config *cfg, const struct mg_group *g, 
 			by = g->retry_at == due_at ? "retry after a temporary failure"
 						   : "notification interval";
 	} else {
-		if (mg_rules_decide(cfg->rules, g, now, &d, &err) < 0) {
+		if (mg_format_decide(cfg, g, now, &d, &err) < 0) {
 			(void)mg_buf_addf(out, "rule: error: %s\n", err.msg);
 			*ret_verdict = "error";
 			return;

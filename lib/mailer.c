@@ -15,6 +15,7 @@
 #include "mailer.h"
 #include "mg-buf.h"
 #include "mime.h"
+#include "plugin.h"
 #include "render.h"
 #include "rules.h"
 #include "sign.h"
@@ -856,7 +857,7 @@ static int fail_for_now(struct mg_mailer *m, struct job *j, const char *msg)
 }
 
 /*
- * Ask the format rules about a claimed group: *ret_due when it is to be
+ * Ask the format plugins and rules about a claimed group: *ret_due when it is to be
  * mailed now (the decision is kept in the job for build_mail()).  No
  * matching rule is the group's failure (failed state, so it is not retried
  * in a loop); a postponed group counts and names its condition and time.
@@ -871,7 +872,7 @@ static int decide(struct mg_mailer *m, struct job *j, int64_t now, bool *ret_due
 	int r;
 
 	*ret_due = false;
-	r = mg_rules_decide(m->cfg->rules, j->group, now, &j->decision, &err);
+	r = mg_format_decide(m->cfg, j->group, now, &j->decision, &err);
 	if (r == MG_ENOMEM)
 		return fail_for_now(m, j, err.msg);
 	(void)snprintf(what, sizeof(what), "group for '%.200s'%s cannot be mailed",
@@ -942,7 +943,7 @@ static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool
 		return MG_OK;
 	}
 	now = now_usec();
-	if (m->cfg->rules != NULL) {
+	if (m->cfg->rules != NULL || m->cfg->plugins != NULL) {
 		bool due;
 
 		r = decide(m, j, now, &due);
@@ -1275,8 +1276,8 @@ int mg_mailer_preview(struct mg_mailer *m, struct mg_group *g, int64_t now, stru
 		goto done;
 	}
 	g->has_outbox = false; /* the outbox mail went meanwhile: the rules again */
-	if (m->cfg->rules != NULL) {
-		r = mg_rules_decide(m->cfg->rules, g, now, &j.decision, err);
+	if (m->cfg->rules != NULL || m->cfg->plugins != NULL) {
+		r = mg_format_decide(m->cfg, g, now, &j.decision, err);
 		if (r < 0)
 			goto out;
 		j.has_decision = true;
@@ -1297,7 +1298,7 @@ int mg_mailer_preview(struct mg_mailer *m, struct mg_group *g, int64_t now, stru
 			/* the mail it gets when due: the rule decided at that moment */
 			mg_rule_decision_release(&j.decision);
 			j.has_decision = false;
-			r = mg_rules_decide(m->cfg->rules, g, due, &j.decision, err);
+			r = mg_format_decide(m->cfg, g, due, &j.decision, err);
 			if (r < 0)
 				goto out;
 			j.has_decision = true;

@@ -1962,6 +1962,38 @@ out:
 	return r;
 }
 
+void mg_rules_decide_fallback(const struct mg_group *g, int64_t now, struct mg_rule_decision *ret)
+{
+	struct mg_rule_decision d = { .verdict = MG_RULE_SEND, .rule = "built-in fallback" };
+
+	d.due_at = mg_group_due_at(g);
+	if (d.due_at <= now) {
+		d.due_at = now;
+	} else {
+		d.verdict = MG_RULE_POSTPONED;
+		d.postponed_by = !g->has_outbox && g->retry_at != 0 && d.due_at == g->retry_at
+					 ? "retry after a temporary failure"
+					 : "notification interval";
+	}
+	d.template_name = g->template_name;
+	d.table = "fallback";
+	d.cols = mg_table_fallback_columns;
+	d.n_cols = mg_table_fallback_n_columns;
+	d.attach_csv =
+		g->event_data_format != NULL && has_suffix(g->event_data_format, "_csv_attachment");
+	*ret = d;
+}
+
+bool mg_rules_column_field_ok(const char *field)
+{
+	return column_field_ok(field);
+}
+
+bool mg_rules_subst_name_ok(const char *name)
+{
+	return template_ident(name) && !reserved_name(name);
+}
+
 void mg_rule_decision_release(struct mg_rule_decision *d)
 {
 	if (d == NULL)
@@ -1972,6 +2004,8 @@ void mg_rule_decision_release(struct mg_rule_decision *d)
 	}
 	free(d->subst);
 	free(d->copies);
+	if (d->owner_free != NULL)
+		d->owner_free(d->owner);
 	memset(d, 0, sizeof(*d));
 }
 

@@ -135,6 +135,13 @@ struct mg_rule_decision {
 	struct mg_rule_copy *copies; /* owned array, borrowed contents */
 	size_t n_copies;
 	const struct mg_rules *set; /* for mg_rule_decision_lookup */
+	/*
+	 * A decision not made by the rule set (a format plugin's answer,
+	 * lib/plugin-api.h) borrows its strings from owner, which
+	 * mg_rule_decision_release() frees with owner_free.  NULL for rules.
+	 */
+	void *owner;
+	void (*owner_free)(void *owner);
 };
 
 /*
@@ -159,6 +166,28 @@ struct mg_rule_decision {
  */
 int mg_rules_decide(const struct mg_rules *set, const struct mg_group *g, int64_t now,
 		    struct mg_rule_decision *ret, struct mg_err *err);
+
+/*
+ * The built-in fallback, for a group when there are no rules: the interval
+ * rule (mg_group_due_at), the directive's template, the table "fallback"
+ * and the placement by suffix, as mailgen-c does without format rules.
+ * The verdict is MG_RULE_SEND or MG_RULE_POSTPONED, rule "built-in
+ * fallback".  Borrows from g.  Pure.
+ */
+void mg_rules_decide_fallback(const struct mg_group *g, int64_t now, struct mg_rule_decision *ret);
+
+/*
+ * True when field can be a column: an IntelMQ field (lower-case letters,
+ * digits, '_' and '.', starting with a letter) or "extra.<key>".  Pure.
+ */
+bool mg_rules_column_field_ok(const char *field);
+
+/*
+ * True when name can be a substitution or variable: a name a template can
+ * write ([_a-zA-Z][_a-zA-Z0-9.]*) that the renderer does not set itself
+ * (ticket_number, events_as_csv, mail_part, mail_parts).  Pure.
+ */
+bool mg_rules_subst_name_ok(const char *name);
 
 /* Free what the decision owns and zero it.  NULL-safe.  Pure. */
 void mg_rule_decision_release(struct mg_rule_decision *d);
