@@ -54,7 +54,7 @@ for p in $passes; do
 	4)
 		run_pass 4 "clang-format"
 		# shellcheck disable=SC2046
-		clang-format-14 --dry-run -Werror $(git ls-files 'lib/*.[ch]' 'daemon/*.[ch]' 'tests/*.[ch]') \
+		clang-format-14 --dry-run -Werror $(git ls-files 'lib/*.[ch]' 'daemon/*.[ch]' 'tests/*.[ch]' 'bench/*.[ch]') \
 			|| status=1
 		;;
 	*)
