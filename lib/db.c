@@ -180,6 +180,17 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 	 * whatever the server, the role or PGTZ say.
 	 */
 	r = exec_cmd(conn, "setting the time zone", "SET TIME ZONE 'UTC'", err);
+	/*
+	 * The foreign-key check behind "UPDATE directives SET sent_id" is a
+	 * cached plan; on a young "sent" table PostgreSQL settles on a generic
+	 * plan with a sequential scan of "sent", and every mail gets slower as
+	 * "sent" grows (LIBRARY-NOTES; docs/performance.md).  Custom plans
+	 * (PostgreSQL 12 and later) look the row up by its key; our own
+	 * statements are planned anew each time anyway.  Older servers refuse
+	 * the setting: that costs speed, nothing else.
+	 */
+	if (r == MG_OK)
+		PQclear(PQexec(conn, "SET plan_cache_mode = force_custom_plan"));
 	if (r == MG_OK)
 		r = check_schema(conn, cfg->db_name, err);
 	if (r < 0) {
