@@ -93,7 +93,7 @@ static const struct cf_key cf_keys[] = {
 	  31536000 },
 	{ "daemon.notify_channel", CF_STR, OFF(notify_channel), false, "mailgen", 0, 0 },
 	{ "daemon.debounce_quiet_ms", CF_INT, OFF(debounce_quiet_ms), false, "2000", 0, 3600000 },
-	{ "daemon.debounce_max_ms", CF_INT, OFF(debounce_max_ms), false, "30000", 0, 3600000 },
+	{ "daemon.debounce_max_ms", CF_INT, OFF(debounce_max_ms), false, "2000", 0, 3600000 },
 	{ "daemon.rescan_interval_seconds", CF_INT, OFF(rescan_interval_sec), false, "300", 1,
 	  86400 },
 	{ "daemon.workers", CF_INT, OFF(workers), false, "0", 0, 64 },
