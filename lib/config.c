@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "json-util.h"
 #include "rules.h"
 #include "mg-alloc.h"
 #include "mg-buf.h"
@@ -176,23 +177,6 @@ void mg_config_release(struct mg_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-/* 1-based line and column of byte offset off in text. */
-static void text_position(const char *text, size_t off, size_t *ret_line, size_t *ret_col)
-{
-	size_t line = 1, col = 1;
-
-	for (size_t i = 0; i < off; i++) {
-		if (text[i] == '\n') {
-			line++;
-			col = 1;
-		} else {
-			col++;
-		}
-	}
-	*ret_line = line;
-	*ret_col = col;
-}
-
 /*
  * Parse one file's text into a new JSON object.  json-c accepts trailing
  * garbage and comments in its default mode, so use strict mode and check
@@ -201,51 +185,21 @@ static void text_position(const char *text, size_t off, size_t *ret_line, size_t
 static int parse_json(const struct mg_config_src *src, struct json_object **ret_obj,
 		      struct mg_err *err)
 {
-	struct json_tokener *tok = NULL;
 	struct json_object *obj = NULL;
-	size_t end, line, col;
 	int r;
 
 	if (src->len > INT32_MAX)
 		return mg_err_set(err, MG_ECONFIG, "%s: file too large", src->path);
-	tok = json_tokener_new();
-	if (tok == NULL)
-		return mg_err_set(err, MG_ENOMEM, "%s: out of memory", src->path);
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	obj = json_tokener_parse_ex(tok, src->text, (int)src->len);
-	end = json_tokener_get_parse_end(tok);
-	if (obj == NULL) {
-		enum json_tokener_error e = json_tokener_get_error(tok);
-
-		if (e == json_tokener_continue)
-			end = src->len;
-		text_position(src->text, end > src->len ? src->len : end, &line, &col);
-		r = mg_err_set(err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: %s", src->path, line,
-			       col,
-			       e == json_tokener_continue ? "unexpected end of file"
-							  : json_tokener_error_desc(e));
-		goto out;
-	}
-	while (end < src->len && strchr(" \t\r\n", src->text[end]) != NULL)
-		end++;
-	if (end < src->len) {
-		text_position(src->text, end, &line, &col);
-		r = mg_err_set(err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: garbage after the value",
-			       src->path, line, col);
-		goto out;
-	}
+	r = mg_json_parse_strict(src->path, src->text, src->len, &obj, err);
+	if (r < 0)
+		return r;
 	if (!json_object_is_type(obj, json_type_object)) {
-		r = mg_err_set(err, MG_ECONFIG, "%s: expected a JSON object at the top level",
-			       src->path);
-		goto out;
+		json_object_put(obj);
+		return mg_err_set(err, MG_ECONFIG, "%s: expected a JSON object at the top level",
+				  src->path);
 	}
 	*ret_obj = obj;
-	obj = NULL;
-	r = MG_OK;
-out:
-	json_object_put(obj);
-	json_tokener_free(tok);
-	return r;
+	return MG_OK;
 }
 
 /* Where a merged key came from: the path of the file that set it last. */
@@ -390,27 +344,6 @@ static struct json_object *lookup(struct json_object *root, const char *path, ch
 	return cur;
 }
 
-static const char *json_type_word(struct json_object *v)
-{
-	switch (json_object_get_type(v)) {
-	case json_type_null:
-		return "null";
-	case json_type_boolean:
-		return "a boolean";
-	case json_type_double:
-		return "a number with a fraction";
-	case json_type_int:
-		return "an integer";
-	case json_type_object:
-		return "an object";
-	case json_type_array:
-		return "an array";
-	case json_type_string:
-		return "a string";
-	}
-	return "something else";
-}
-
 static int set_str(struct mg_config *cfg, const struct cf_key *k, const char *s)
 {
 	char **slot = (char **)(void *)((char *)cfg + k->off);
@@ -438,7 +371,7 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 			return k->def != NULL ? set_str(cfg, k, k->def) : MG_OK;
 		if (!json_object_is_type(v, json_type_string))
 			return mg_err_set(err, MG_ECONFIG, "%s: '%s': expected a string, got %s",
-					  file, k->path, json_type_word(v));
+					  file, k->path, mg_json_type_word(v));
 		s = json_object_get_string(v);
 		if (k->type == CF_STR && s[0] == '\0')
 			return mg_err_set(err, MG_ECONFIG, "%s: '%s': expected a non-empty string",
@@ -456,7 +389,7 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 		if (!json_object_is_type(v, json_type_boolean))
 			return mg_err_set(err, MG_ECONFIG,
 					  "%s: '%s': expected true or false, got %s", file, k->path,
-					  json_type_word(v));
+					  mg_json_type_word(v));
 		*(bool *)(void *)((char *)cfg + k->off) = json_object_get_boolean(v);
 		return MG_OK;
 	case CF_PORT:
@@ -477,7 +410,7 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 		} else {
 			return mg_err_set(err, MG_ECONFIG,
 					  "%s: '%s': expected an integer %lld..%lld, got %s", file,
-					  k->path, k->min, k->max, json_type_word(v));
+					  k->path, k->min, k->max, mg_json_type_word(v));
 		}
 		if (!mg_parse_int64(s, k->min, k->max, &n))
 			return mg_err_set(err, MG_ECONFIG,
@@ -498,7 +431,7 @@ static int set_key(struct mg_config *cfg, const struct cf_key *k, struct json_ob
 			if (!json_object_is_type(v, json_type_string))
 				return mg_err_set(err, MG_ECONFIG,
 						  "%s: '%s': expected a level name, got %s", file,
-						  k->path, json_type_word(v));
+						  k->path, mg_json_type_word(v));
 			s = json_object_get_string(v);
 		}
 		n = mg_config_level(s);
@@ -797,7 +730,7 @@ static int db_params_parse(struct mg_config *cfg, const struct merge *m, struct 
 				err, MG_ECONFIG,
 				"%s: '" DB_EVENT_PREFIX
 				"%.*s': expected a string or an integer (a libpq connection parameter), got %s",
-				file, DB_KEY_SHOWN, key, json_type_word(v));
+				file, DB_KEY_SHOWN, key, mg_json_type_word(v));
 			goto out;
 		}
 		r = db_param_add(cfg, key, s, file);

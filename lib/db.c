@@ -864,6 +864,28 @@ out:
 	return r;
 }
 
+/*
+ * The first four columns of an outbox row (ticket, Message-Id, envelope
+ * sender, message) into ob, whose release frees them on any return.
+ */
+static int outbox_row(const PGresult *res, struct mg_outbox_mail *ob, struct mg_err *err)
+{
+	const char *ticket = PQgetvalue(res, 0, 0), *msgid = PQgetvalue(res, 0, 1);
+
+	if (strlen(ticket) > MG_TICKET_LEN || strlen(msgid) >= sizeof(ob->message_id))
+		return mg_err_set(err, MG_EINPUT,
+				  "mailgen_outbox: malformed row for ticket '%.30s'", ticket);
+	memcpy(ob->ticket, ticket, strlen(ticket) + 1);
+	memcpy(ob->message_id, msgid, strlen(msgid) + 1);
+	ob->envelope_from = mg_strdup(PQgetvalue(res, 0, 2));
+	ob->len = (size_t)PQgetlength(res, 0, 3);
+	ob->message = malloc(ob->len + 1);
+	if (ob->envelope_from == NULL || ob->message == NULL)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	memcpy(ob->message, PQgetvalue(res, 0, 3), ob->len + 1);
+	return MG_OK;
+}
+
 int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *ret_ob,
 		      bool *ret_found, bool *ret_more, struct mg_err *err)
 {
@@ -927,17 +949,9 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 		*ret_more = true;
 		goto out;
 	}
-	if (strlen(PQgetvalue(res, 0, 0)) > MG_TICKET_LEN ||
-	    strlen(PQgetvalue(res, 0, 1)) >= sizeof(ob.message_id)) {
-		r = mg_err_set(err, MG_EINPUT, "mailgen_outbox: malformed row for ticket '%.30s'",
-			       PQgetvalue(res, 0, 0));
+	r = outbox_row(res, &ob, err);
+	if (r < 0)
 		goto out;
-	}
-	memcpy(ob.ticket, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)) + 1);
-	memcpy(ob.message_id, PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)) + 1);
-	ob.envelope_from = mg_strdup(PQgetvalue(res, 0, 2));
-	ob.len = (size_t)PQgetlength(res, 0, 3);
-	ob.message = malloc(ob.len + 1);
 	ob.envelope_to = mg_strdup(PQgetvalue(res, 0, 7));
 	if (!PQgetisnull(res, 0, 8) && !PQgetisnull(res, 0, 9)) {
 		ob.copy_len = (size_t)PQgetlength(res, 0, 8);
@@ -948,11 +962,10 @@ int mg_db_outbox_take(PGconn *conn, struct mg_group *g, struct mg_outbox_mail *r
 			goto out;
 		}
 	}
-	if (ob.envelope_from == NULL || ob.message == NULL || ob.envelope_to == NULL) {
+	if (ob.envelope_to == NULL) {
 		r = mg_err_set(err, MG_ENOMEM, "out of memory");
 		goto out;
 	}
-	memcpy(ob.message, PQgetvalue(res, 0, 3), ob.len + 1);
 	r = mg_pgarray_parse_ids(PQgetvalue(res, 0, 4), &dids, &n_dids, err);
 	if (r == MG_OK)
 		r = mg_pgarray_parse_ids(PQgetisnull(res, 0, 5) ? "{}" : PQgetvalue(res, 0, 5),
@@ -1293,22 +1306,9 @@ int mg_db_outbox_peek(PGconn *conn, const struct mg_group *g, struct mg_outbox_m
 	r = MG_OK;
 	if (PQntuples(res) == 0)
 		goto out;
-	if (strlen(PQgetvalue(res, 0, 0)) > MG_TICKET_LEN ||
-	    strlen(PQgetvalue(res, 0, 1)) >= sizeof(ob.message_id)) {
-		r = mg_err_set(err, MG_EINPUT, "mailgen_outbox: malformed row for ticket '%.30s'",
-			       PQgetvalue(res, 0, 0));
+	r = outbox_row(res, &ob, err);
+	if (r < 0)
 		goto out;
-	}
-	memcpy(ob.ticket, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)) + 1);
-	memcpy(ob.message_id, PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)) + 1);
-	ob.envelope_from = mg_strdup(PQgetvalue(res, 0, 2));
-	ob.len = (size_t)PQgetlength(res, 0, 3);
-	ob.message = malloc(ob.len + 1);
-	if (ob.envelope_from == NULL || ob.message == NULL) {
-		r = mg_err_set(err, MG_ENOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(ob.message, PQgetvalue(res, 0, 3), ob.len + 1);
 	*ret_ob = ob;
 	memset(&ob, 0, sizeof(ob));
 	*ret_found = true;

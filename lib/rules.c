@@ -8,6 +8,7 @@
 #include "hdr.h"
 #include "mg-alloc.h"
 #include "mg-buf.h"
+#include "json-util.h"
 #include "rules.h"
 #include "template.h"
 #include "util.h"
@@ -404,97 +405,30 @@ static void path_idx(char *out, const char *base, size_t i)
 		memcpy(out + PATH_MAX_LEN - 4, "...", 4);
 }
 
-static const char *type_word(struct json_object *v)
-{
-	switch (json_object_get_type(v)) {
-	case json_type_null:
-		return "null";
-	case json_type_boolean:
-		return "a boolean";
-	case json_type_double:
-		return "a number with a fraction";
-	case json_type_int:
-		return "an integer";
-	case json_type_object:
-		return "an object";
-	case json_type_array:
-		return "an array";
-	case json_type_string:
-		return "a string";
-	}
-	return "something else";
-}
-
-static void text_position(const char *text, size_t off, size_t *ret_line, size_t *ret_col)
-{
-	size_t line = 1, col = 1;
-
-	for (size_t i = 0; i < off; i++) {
-		if (text[i] == '\n') {
-			line++;
-			col = 1;
-		} else {
-			col++;
-		}
-	}
-	*ret_line = line;
-	*ret_col = col;
-}
-
 /*
  * Parse a file into a JSON object: strict mode, nothing but white space
- * after the value, an object at the top (LIBRARY-NOTES "json-c"; the same
- * steps as lib/config.c).
+ * after the value (mg_json_parse_strict), an object at the top.
  */
 static int parse_json(struct ctx *c, const struct mg_rules_src *src, struct json_object **ret)
 {
-	struct json_tokener *tok = NULL;
 	struct json_object *obj = NULL;
-	size_t end, line, col;
 	int r;
 
 	if (src->len > RULES_MAX_FILE)
 		return bad(c, "", "file too large (more than %d bytes)", RULES_MAX_FILE);
 	if (memchr(src->text, '\0', src->len) != NULL)
 		return bad(c, "", "NUL byte in the file");
-	tok = json_tokener_new();
-	if (tok == NULL)
-		return nomem(c);
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	obj = json_tokener_parse_ex(tok, src->text, (int)src->len);
-	end = json_tokener_get_parse_end(tok);
-	if (obj == NULL) {
-		enum json_tokener_error e = json_tokener_get_error(tok);
-
-		if (e == json_tokener_continue)
-			end = src->len;
-		text_position(src->text, end > src->len ? src->len : end, &line, &col);
-		r = mg_err_set(c->err, MG_ECONFIG, "%s:%zu:%zu: invalid JSON: %s", c->file, line,
-			       col,
-			       e == json_tokener_continue ? "unexpected end of file"
-							  : json_tokener_error_desc(e));
-		goto out;
-	}
-	while (end < src->len && strchr(" \t\r\n", src->text[end]) != NULL)
-		end++;
-	if (end < src->len) {
-		text_position(src->text, end, &line, &col);
-		r = mg_err_set(c->err, MG_ECONFIG,
-			       "%s:%zu:%zu: invalid JSON: garbage after the value", c->file, line,
-			       col);
-		goto out;
-	}
+	r = mg_json_parse_strict(c->file, src->text, src->len, &obj, c->err);
+	if (r < 0)
+		return r;
 	if (!json_object_is_type(obj, json_type_object)) {
-		r = bad(c, "", "expected a JSON object at the top level, got %s", type_word(obj));
-		goto out;
+		r = bad(c, "", "expected a JSON object at the top level, got %s",
+			mg_json_type_word(obj));
+		json_object_put(obj);
+		return r;
 	}
 	*ret = obj;
-	obj = NULL;
-	r = MG_OK;
-out:
-	json_object_put(obj);
-	json_tokener_free(tok);
-	return r;
+	return MG_OK;
 }
 
 /* Refuse keys of obj that are not in allowed (NULL-terminated). */
@@ -522,7 +456,7 @@ static int want_type(struct ctx *c, const char *path, struct json_object *v, enu
 		     const char *what)
 {
 	if (!json_object_is_type(v, t))
-		return bad(c, path, "expected %s, got %s", what, type_word(v));
+		return bad(c, path, "expected %s, got %s", what, mg_json_type_word(v));
 	return MG_OK;
 }
 
@@ -703,7 +637,7 @@ static int parse_pat(struct ctx *c, const char *path, struct json_object *v, str
 	}
 	if (!json_object_is_type(v, json_type_object))
 		return bad(c, path, "expected a string or {\"glob\": \"pattern\"}, got %s",
-			   type_word(v));
+			   mg_json_type_word(v));
 	r = check_keys(c, path, v, keys);
 	if (r < 0)
 		return r;
@@ -1097,7 +1031,7 @@ static int parse_text2(struct ctx *c, const char *path, struct json_object *v, s
 	if (!json_object_is_type(v, json_type_object))
 		return bad(c, path,
 			   "expected a string or {\"inline\": ..., \"attachment\": ...}, got %s",
-			   type_word(v));
+			   mg_json_type_word(v));
 	r = check_keys(c, path, v, keys);
 	if (r < 0)
 		return r;
@@ -1331,7 +1265,7 @@ static int parse_template(struct ctx *c, const char *path, struct json_object *v
 	}
 	if (!json_object_is_type(v, json_type_object))
 		return bad(c, path, "expected a template file name or {\"text\": \"...\"}, got %s",
-			   type_word(v));
+			   mg_json_type_word(v));
 	r = check_keys(c, path, v, keys);
 	if (r < 0)
 		return r;
@@ -1383,7 +1317,7 @@ static int parse_table_choice(struct ctx *c, const char *path, struct json_objec
 	if (!json_object_is_type(v, json_type_object))
 		return bad(c, path,
 			   "expected a table name or {\"by_event_data_format\": ...}, got %s",
-			   type_word(v));
+			   mg_json_type_word(v));
 	r = check_keys(c, path, v, keys);
 	if (r < 0)
 		return r;
