@@ -4,7 +4,7 @@
 # Usage: scripts/fuzz.sh [SECONDS [TARGET...]]
 #
 # Builds build-fuzz/ (clang, -DMG_FUZZ=ON, Debug) and runs every target of
-# tests/fuzz/ (or the ones named: template config table hdr qp directive
+# tests/fuzz/ (or the ones named: template config table hdr qp directive rules
 # ctl) for SECONDS of fuzzing each (default 60), starting from the seed
 # corpus tests/fuzz/corpus/<target>/ and the dictionary
 # tests/fuzz/<target>.dict when there is one.  New inputs go to
@@ -25,7 +25,7 @@ cd "$top"
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"template config table hdr qp directive ctl"}
+targets=${*:-"template config table hdr qp directive ctl rules"}
 jobs=${MG_FUZZ_JOBS:-1}
 build="build-fuzz"
 
