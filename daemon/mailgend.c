@@ -229,6 +229,7 @@ static void back_off(struct daemon *d, const char *what)
 	tv.tv_sec = (time_t)mg_backoff_sec(d->failures, (uint64_t)cfg_of(d)->retry_min_sec,
 					   (uint64_t)cfg_of(d)->retry_max_sec);
 	pool_hold(d->pool, true);
+	pool_probe(d->pool, true);
 	dropped = pool_discard(d->pool);
 	d->retry_pending = true;
 	evtimer_add(d->ev_retry, &tv);
@@ -306,12 +307,17 @@ static void on_completion(struct completion *c, void *arg)
 			d->db_down = c->db_failed;
 			if (!d->retry_pending)
 				back_off(d, c->error);
-		} else if (c->stats.sent > 0) {
-			if (d->failures > 0)
-				mg_log(LOG_INFO, NULL, "mails are going out again");
-			d->failures = 0;
-			d->smtp_down = false;
-			d->db_down = false;
+		} else {
+			if (c->stats.sent > 0) {
+				if (d->failures > 0)
+					mg_log(LOG_INFO, NULL, "mails are going out again");
+				d->failures = 0;
+				d->smtp_down = false;
+				d->db_down = false;
+			}
+			/* the probe got through (or had nothing to try): all workers again */
+			if (pool_end_probe(d->pool))
+				request_scan(d, "the probe after a failure went through");
 		}
 	}
 	completion_free(c);

@@ -36,8 +36,9 @@ struct pool {
 	bool scan_requested;			  /* under lock */
 	bool scanning;				  /* under lock */
 	bool held;				  /* under lock */
-	bool stopping;				  /* under lock */
-	unsigned busy;				  /* under lock */
+	bool probing;  /* after a failure: one group per scan; under lock */
+	bool stopping; /* under lock */
+	unsigned busy; /* under lock */
 	unsigned n_workers;
 	unsigned running; /* threads not yet exited; under lock */
 	pthread_t *threads;
@@ -166,6 +167,16 @@ static bool scan_should_end(struct pool *p)
 
 	pthread_mutex_lock(&p->lock);
 	s = p->stopping || p->held;
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static bool is_probing(struct pool *p)
+{
+	bool s;
+
+	pthread_mutex_lock(&p->lock);
+	s = p->probing;
 	pthread_mutex_unlock(&p->lock);
 	return s;
 }
@@ -422,6 +433,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	struct timespec ts;
 	size_t n = 0, cap = 0;
 	bool ended = false;
+	bool probe = is_probing(p); /* hand out one group (all its parts) only */
 	int64_t now, due_at;
 	int r;
 
@@ -480,9 +492,9 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			 * stay in one batch however many they are: the mailer must
 			 * claim them all before it sends the first (mailer.h).
 			 */
-			if (b->n >= per && g->part == g->n_parts) {
+			if ((probe || b->n >= per) && g->part == g->n_parts) {
 				/* refused when stopping or held: the groups stay pending */
-				ended = !push_batch(p, conn, b) || scan_should_end(p);
+				ended = !push_batch(p, conn, b) || probe || scan_should_end(p);
 				b = NULL;
 			}
 		}
@@ -767,6 +779,24 @@ void pool_hold(struct pool *p, bool hold)
 	p->held = hold;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_probe(struct pool *p, bool on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->probing = on;
+	pthread_mutex_unlock(&p->lock);
+}
+
+bool pool_end_probe(struct pool *p)
+{
+	bool was;
+
+	pthread_mutex_lock(&p->lock);
+	was = p->probing;
+	p->probing = false;
+	pthread_mutex_unlock(&p->lock);
+	return was;
 }
 
 unsigned pool_discard(struct pool *p)

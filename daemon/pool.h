@@ -95,6 +95,16 @@ void pool_set_config(struct pool *p, struct cfg_ref *cfg);
 /* Stop (true) or restart (false) handing batches to workers; scans wait too. */
 void pool_hold(struct pool *p, bool hold);
 
+/*
+ * After a failure for everybody (SMTP server or database down), scans hand
+ * out one group at a time (outbox mails first), so that while the server
+ * stays down only that one mail is built and tried, whatever the number of
+ * workers.  pool_end_probe() goes back to full scans and says whether the
+ * pool was probing.
+ */
+void pool_probe(struct pool *p, bool on);
+bool pool_end_probe(struct pool *p);
+
 /* Drop every queued batch (the groups stay pending).  Returns how many. */
 unsigned pool_discard(struct pool *p);
 
