@@ -431,6 +431,12 @@ out:
 	"hashtext(concat_ws(E'\\x1f', $1::text, $2::text, $3::text, $4::text," \
 	" coalesce($5::text, '')))"
 
+/* The five keys of g as $1..$5 (group_key_params()) of a statement. */
+#define KEYS_MATCH(t)                                                                  \
+	t ".recipient_address = $1 AND " t ".template_name = $2 AND " t                \
+	  ".notification_format = $3 AND " t ".event_data_format = $4 AND coalesce(" t \
+	  ".aggregate_identifier, '{}') = coalesce($5::text[], '{}')"
+
 static void group_key_params(const struct mg_group *g, const char *params[5])
 {
 	params[0] = g->recipient_address;
@@ -441,6 +447,13 @@ static void group_key_params(const struct mg_group *g, const char *params[5])
 	params[4] = g->aggregate_literal != NULL && g->aggregate_literal[0] != '\0'
 			    ? g->aggregate_literal
 			    : NULL;
+}
+
+void mg_db_unclaim_all(PGconn *conn)
+{
+	if (mg_db_broken(conn))
+		return;
+	PQclear(PQexec(conn, "SELECT pg_advisory_unlock_all()"));
 }
 
 void mg_db_unclaim(PGconn *conn, const struct mg_group *g)
@@ -457,32 +470,48 @@ void mg_db_unclaim(PGconn *conn, const struct mg_group *g)
 
 int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_err *err)
 {
-	static const char lock_sql[] =
-		"SELECT pg_try_advisory_lock(" ADVISORY_CLASS ", " GROUP_LOCK_KEY ")";
-	static const char rows_sql[] = "SELECT array_agg(id ORDER BY id)::text,"
-				       " array_agg(DISTINCT events_id ORDER BY events_id)::text"
-				       " FROM (SELECT id, events_id FROM directives"
-				       "        WHERE id = ANY ($1::bigint[]) AND sent_id IS NULL"
-				       "        FOR UPDATE SKIP LOCKED) AS pending";
-	static const char last_sql[] =
-		"SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
-		"  FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"
-		" WHERE d2.recipient_address = $1 AND d2.template_name = $2"
-		"   AND d2.notification_format = $3 AND d2.event_data_format = $4"
-		"   AND d2.aggregate_identifier IS NOT DISTINCT FROM $5::text[]"
-		" ORDER BY d2.inserted_at DESC LIMIT 1";
+	/*
+	 * One round trip: the lock (l, a CTE read twice, so run once, before
+	 * any row is locked: p joins it and LockRows sits above that join),
+	 * the pending directives, the group's last mail and whether a mail of
+	 * these directives waits in the outbox.
+	 */
+	static const char sql[] =
+		"WITH l AS (SELECT pg_try_advisory_lock(" ADVISORY_CLASS ", " GROUP_LOCK_KEY
+		") AS ok),"
+		" p AS (SELECT d.id, d.events_id FROM directives AS d, l"
+		"        WHERE l.ok AND d.id = ANY ($6::bigint[]) AND d.sent_id IS NULL"
+		"        FOR UPDATE OF d SKIP LOCKED)"
+		"SELECT l.ok, (SELECT array_agg(id ORDER BY id) FROM p)::text,"
+		" (SELECT array_agg(DISTINCT events_id ORDER BY events_id) FROM p)::text,"
+		" (SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
+		"    FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"
+		"   WHERE d2.recipient_address = $1 AND d2.template_name = $2"
+		"     AND d2.notification_format = $3 AND d2.event_data_format = $4"
+		"     AND d2.aggregate_identifier IS NOT DISTINCT FROM $5::text[]"
+		"   ORDER BY d2.inserted_at DESC LIMIT 1),"
+		" EXISTS (SELECT 1 FROM mailgen_outbox AS o"
+		"          WHERE " KEYS_MATCH(
+			"o") " AND o.directive_ids && (SELECT array_agg(id) FROM p))"
+			     " FROM l";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	PGresult *res = NULL;
-	const char *params[5];
+	const char *params[6];
 	int64_t *dids = NULL, *eids = NULL, v;
 	size_t n_dids = 0, n_eids = 0;
 	bool locked = false;
 	int r;
 
 	*ret_claimed = false;
+	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
+	if (r < 0) {
+		mg_err_set(err, r, "too many directive ids (%zu)", g->n_directives);
+		goto out;
+	}
 	group_key_params(g, params);
-	res = PQexecParams(conn, lock_sql, 5, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	params[5] = mg_buf_str(&ids);
+	res = PQexecParams(conn, sql, 6, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		r = mg_err_set(err, db_classify(conn, res), "claiming the group failed: %s",
 			       db_message(conn, res));
 		goto out;
@@ -492,41 +521,20 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 		goto out;
 	}
 	locked = true;
-	PQclear(res);
-
-	r = mg_ids_pgarray(&ids, g->directive_ids, g->n_directives);
-	if (r < 0) {
-		mg_err_set(err, r, "too many directive ids (%zu)", g->n_directives);
-		goto out;
-	}
-	params[0] = mg_buf_str(&ids);
-	res = PQexecParams(conn, rows_sql, 1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		r = mg_err_set(err, db_classify(conn, res), "claiming the directives failed: %s",
-			       db_message(conn, res));
-		goto out;
-	}
-	if (PQgetisnull(res, 0, 0)) {
+	if (PQgetisnull(res, 0, 1)) {
 		r = MG_OK; /* all sent or locked meanwhile */
 		goto out;
 	}
-	r = mg_pgarray_parse_ids(PQgetvalue(res, 0, 0), &dids, &n_dids, err);
+	r = mg_pgarray_parse_ids(PQgetvalue(res, 0, 1), &dids, &n_dids, err);
 	if (r == MG_OK)
-		r = mg_pgarray_parse_ids(PQgetvalue(res, 0, 1), &eids, &n_eids, err);
+		r = mg_pgarray_parse_ids(PQgetvalue(res, 0, 2), &eids, &n_eids, err);
 	if (r < 0)
 		goto out;
-	PQclear(res);
-
-	group_key_params(g, params);
-	res = PQexecParams(conn, last_sql, 5, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		r = mg_err_set(err, db_classify(conn, res), "looking up the last mail failed: %s",
-			       db_message(conn, res));
-		goto out;
-	}
-	g->has_last_sent = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) &&
-			   mg_parse_int64(PQgetvalue(res, 0, 0), INT64_MIN, INT64_MAX, &v);
+	g->has_last_sent = !PQgetisnull(res, 0, 3) &&
+			   mg_parse_int64(PQgetvalue(res, 0, 3), INT64_MIN, INT64_MAX, &v);
 	g->last_sent = g->has_last_sent ? v : 0;
+	/* fresher than the scan's: an outbox mail makes the group due (directive.c) */
+	g->has_outbox = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
 
 	free(g->directive_ids);
 	free(g->directive_events); /* the claimed ids may be fewer: no longer aligned */
@@ -551,6 +559,45 @@ out:
 	return r;
 }
 
+/*
+ * The usual case in one autocommitted statement: ticket_day is today's.
+ * The UPDATE (to the same value) takes the row lock the slow path takes
+ * with FOR UPDATE, so it waits for a drawer that is restarting the
+ * sequence and then sees the new day; RETURNING runs after that.  Returns
+ * MG_OK with out empty when ticket_day is not today's (a new day, a clock
+ * gone backwards, not exactly one row): the slow path decides.
+ */
+static int new_ticket_today(PGconn *conn, char *out, struct mg_err *err)
+{
+	static const char sql[] =
+		"UPDATE ticket_day SET initialized_for_day = initialized_for_day"
+		" WHERE to_char(initialized_for_day, 'YYYYMMDD') ="
+		"       to_char(clock_timestamp(), 'YYYYMMDD')"
+		"   AND (SELECT count(*) FROM ticket_day) = 1"
+		" RETURNING to_char(initialized_for_day, 'YYYYMMDD'), nextval('intelmq_ticket_seq')";
+	PGresult *res = PQexec(conn, sql);
+	int64_t seq;
+	int r = MG_OK;
+
+	out[0] = '\0';
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		r = mg_err_set(err, db_classify(conn, res), "ticket: drawing a number failed: %s",
+			       db_message(conn, res));
+		goto out;
+	}
+	if (PQntuples(res) != 1)
+		goto out;
+	if (!mg_parse_int64(PQgetvalue(res, 0, 1), 0, INT64_MAX, &seq)) {
+		r = mg_err_set(err, MG_ETEMP, "ticket: nextval returned '%s'",
+			       PQgetvalue(res, 0, 1));
+		goto out;
+	}
+	r = mg_ticket_format(out, PQgetvalue(res, 0, 0), seq, err);
+out:
+	PQclear(res);
+	return r;
+}
+
 int mg_db_new_ticket(PGconn *conn, char *out, struct mg_err *err)
 {
 	PGresult *res = NULL;
@@ -558,6 +605,9 @@ int mg_db_new_ticket(PGconn *conn, char *out, struct mg_err *err)
 	int64_t seq;
 	int r;
 
+	r = new_ticket_today(conn, out, err);
+	if (r < 0 || out[0] != '\0')
+		return r;
 	r = exec_cmd(conn, "ticket: BEGIN", "BEGIN", err);
 	if (r < 0)
 		return r;
@@ -753,12 +803,6 @@ out:
 	PQclear(res);
 	return r;
 }
-
-/* The five keys of g as $1..$5 (group_key_params()) of a statement. */
-#define KEYS_MATCH(t)                                                                  \
-	t ".recipient_address = $1 AND " t ".template_name = $2 AND " t                \
-	  ".notification_format = $3 AND " t ".event_data_format = $4 AND coalesce(" t \
-	  ".aggregate_identifier, '{}') = coalesce($5::text[], '{}')"
 
 int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, int64_t sent_at,
 		    size_t *ret_n_marked, struct mg_err *err)

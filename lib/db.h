@@ -83,11 +83,18 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 void mg_db_unclaim(PGconn *conn, const struct mg_group *g);
 
 /*
+ * Release every claim of this session at once (one round trip): for the
+ * end of a batch.  The session must hold no advisory locks but claims.
+ */
+void mg_db_unclaim_all(PGconn *conn);
+
+/*
  * Draw a ticket number race-free: the drawing processes serialise on the
  * ticket_day row, which restarts intelmq_ticket_seq at the first draw of
  * a new day (day in the server's time zone, as the original).  A clock
  * that went backwards behind ticket_day is MG_ETEMP with a clear message,
- * and nothing is drawn.  out holds MG_TICKET_LEN + 1 bytes.
+ * and nothing is drawn.  out holds MG_TICKET_LEN + 1 bytes.  On the usual
+ * day (ticket_day is today) this is one autocommitted statement.
  */
 int mg_db_new_ticket(PGconn *conn, char *out, struct mg_err *err);
 

@@ -971,12 +971,16 @@ static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool
 		*ret_ready = true;
 		return MG_OK;
 	}
+	if (!j->group->has_outbox) { /* as the claim saw it: no outbox look-up */
+		*ret_ready = true;
+		return MG_OK;
+	}
 	r = take_from_outbox(m, j, &found, &err);
 	job_describe(j);
 	if (r < 0) {
 		return fail_for_now(m, j, err.msg);
 	}
-	if (!found && j->group->has_outbox) {
+	if (!found) {
 		/* the outbox mail went meanwhile: the interval rule again */
 		j->group->has_outbox = false;
 		if (!mg_group_is_due(j->group, now)) {
@@ -1127,8 +1131,8 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	 * group share its keys, so they must all be claimed (and found due)
 	 * while last_sent is still that of the last run: once part 1 is
 	 * recorded, the others would be postponed by the interval.  The
-	 * advisory lock is re-entrant within our session, and every unclaim
-	 * releases one level.
+	 * advisory lock is re-entrant within our session; the end of the
+	 * batch releases every level at once.
 	 */
 	for (size_t i = 0; i < n; i++) {
 		bool is_ready;
@@ -1227,12 +1231,13 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	}
 	r = m->db_broken ? MG_ETEMP : MG_OK;
 out:
-	for (size_t i = 0; i < n; i++) {
-		if (jobs != NULL && claimed != NULL && claimed[i])
-			mg_db_unclaim(m->conn, &groups[i]);
-		if (jobs != NULL)
-			job_release(&jobs[i]);
-	}
+	for (size_t i = 0; claimed != NULL && i < n; i++)
+		if (claimed[i]) {
+			mg_db_unclaim_all(m->conn); /* one round trip for the batch */
+			break;
+		}
+	for (size_t i = 0; jobs != NULL && i < n; i++)
+		job_release(&jobs[i]);
 	free(msgs);
 	free(queued);
 	free(ready);
