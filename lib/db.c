@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-events.h>
+
 #include "db.h"
 #include "log.h"
 #include "mg-alloc.h"
@@ -28,6 +30,87 @@ static const char *db_message(PGconn *conn, const PGresult *res)
 		m = PQerrorMessage(conn);
 	(void)snprintf(line, sizeof(line), "%.*s", (int)strcspn(m, "\n"), m);
 	return line;
+}
+
+/*
+ * Our fixed statements run as named prepared statements: parsed and
+ * planned once per session instead of once per mail (mg_db_unclaim_all()
+ * has the session's plans made anew after every batch).  Which ones a
+ * connection has prepared is kept with the connection itself, as libpq
+ * instance data (libpq-events), so a new connection starts with none.
+ */
+enum stmt { STMT_CLAIM, STMT_TICKET, STMT_OUTBOX_PUT, STMT_MARK_SENT, STMT_COUNT };
+
+static const char *const stmt_names[STMT_COUNT] = { "mg_claim", "mg_ticket", "mg_outbox_put",
+						    "mg_mark_sent" };
+
+struct conn_state {
+	bool prepared[STMT_COUNT];
+};
+
+static int conn_event(PGEventId id, void *info, void *pass_through)
+{
+	(void)pass_through;
+	if (id == PGEVT_REGISTER) {
+		PGEventRegister *e = info;
+		struct conn_state *st = calloc(1, sizeof(*st));
+
+		if (st != NULL && PQsetInstanceData(e->conn, conn_event, st))
+			return 1;
+		free(st);
+		return 0;
+	}
+	if (id == PGEVT_CONNRESET) {
+		PGEventConnReset *e = info;
+		struct conn_state *st = PQinstanceData(e->conn, conn_event);
+
+		if (st != NULL)
+			memset(st, 0, sizeof(*st)); /* a new session: nothing prepared */
+	} else if (id == PGEVT_CONNDESTROY) {
+		PGEventConnDestroy *e = info;
+
+		free(PQinstanceData(e->conn, conn_event));
+	}
+	return 1;
+}
+
+static bool sqlstate_is(const PGresult *res, const char *state)
+{
+	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return s != NULL && strcmp(s, state) == 0;
+}
+
+/*
+ * PQexecParams for statement which (text sql), prepared at its first use
+ * on conn; a connection made elsewhere (no instance data) runs it unnamed.
+ * Behind a connection pooler the server session can change under us: a
+ * statement found missing (26000) is prepared again and run once more, one
+ * already there (42P05) is used.  Only outside a transaction block.
+ */
+static PGresult *exec_stmt(PGconn *conn, enum stmt which, const char *sql, int n,
+			   const char *const *params)
+{
+	struct conn_state *st = PQinstanceData(conn, conn_event);
+	PGresult *res;
+
+	if (st == NULL)
+		return PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	for (int attempt = 0;; attempt++) {
+		if (!st->prepared[which]) {
+			res = PQprepare(conn, stmt_names[which], sql, n, NULL);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK && !sqlstate_is(res, "42P05"))
+				return res;
+			PQclear(res);
+			st->prepared[which] = true;
+		}
+		res = PQexecPrepared(conn, stmt_names[which], n, params, NULL, NULL, 0);
+		if (attempt > 0 || PQresultStatus(res) != PGRES_FATAL_ERROR ||
+		    !sqlstate_is(res, "26000") || PQtransactionStatus(conn) != PQTRANS_IDLE)
+			return res;
+		PQclear(res);
+		st->prepared[which] = false;
+	}
 }
 
 /*
@@ -175,22 +258,15 @@ int mg_db_connect(const struct mg_config *cfg, const char *application_name, PGc
 		return r;
 	}
 	(void)PQsetNoticeProcessor(conn, mg_db_notice, (void *)"database");
+	if (!PQregisterEventProc(conn, conn_event, "mailgen", NULL)) {
+		PQfinish(conn);
+		return mg_err_set(err, MG_ENOMEM, "database: out of memory");
+	}
 	/*
 	 * As the original: the ticket day and every time we read are UTC,
 	 * whatever the server, the role or PGTZ say.
 	 */
 	r = exec_cmd(conn, "setting the time zone", "SET TIME ZONE 'UTC'", err);
-	/*
-	 * The foreign-key check behind "UPDATE directives SET sent_id" is a
-	 * cached plan; on a young "sent" table PostgreSQL settles on a generic
-	 * plan with a sequential scan of "sent", and every mail gets slower as
-	 * "sent" grows (LIBRARY-NOTES; docs/performance.md).  Custom plans
-	 * (PostgreSQL 12 and later) look the row up by its key; our own
-	 * statements are planned anew each time anyway.  Older servers refuse
-	 * the setting: that costs speed, nothing else.
-	 */
-	if (r == MG_OK)
-		PQclear(PQexec(conn, "SET plan_cache_mode = force_custom_plan"));
 	if (r == MG_OK)
 		r = check_schema(conn, cfg->db_name, err);
 	if (r < 0) {
@@ -453,7 +529,16 @@ void mg_db_unclaim_all(PGconn *conn)
 {
 	if (mg_db_broken(conn))
 		return;
-	PQclear(PQexec(conn, "SELECT pg_advisory_unlock_all()"));
+	/*
+	 * And forget the session's cached plans.  The foreign-key check behind
+	 * "UPDATE directives SET sent_id" is one: on a young "sent" table
+	 * PostgreSQL settles on a generic plan with a sequential scan of
+	 * "sent", kept for the life of the session, and every mail gets slower
+	 * as "sent" grows (LIBRARY-NOTES; docs/performance.md).  Made anew
+	 * after every batch, the plan fits the table's size at that time,
+	 * without planning the check ten times a mail as custom plans would.
+	 */
+	PQclear(PQexec(conn, "SELECT pg_advisory_unlock_all(); DISCARD PLANS"));
 }
 
 void mg_db_unclaim(PGconn *conn, const struct mg_group *g)
@@ -510,7 +595,7 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 	}
 	group_key_params(g, params);
 	params[5] = mg_buf_str(&ids);
-	res = PQexecParams(conn, sql, 6, NULL, params, NULL, NULL, 0);
+	res = exec_stmt(conn, STMT_CLAIM, sql, 6, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		r = mg_err_set(err, db_classify(conn, res), "claiming the group failed: %s",
 			       db_message(conn, res));
@@ -575,7 +660,7 @@ static int new_ticket_today(PGconn *conn, char *out, struct mg_err *err)
 		"       to_char(clock_timestamp(), 'YYYYMMDD')"
 		"   AND (SELECT count(*) FROM ticket_day) = 1"
 		" RETURNING to_char(initialized_for_day, 'YYYYMMDD'), nextval('intelmq_ticket_seq')";
-	PGresult *res = PQexec(conn, sql);
+	PGresult *res = exec_stmt(conn, STMT_TICKET, sql, 0, NULL);
 	int64_t seq;
 	int r = MG_OK;
 
@@ -838,7 +923,7 @@ int mg_db_mark_sent(PGconn *conn, const struct mg_group *g, const char *ticket, 
 	params[5] = ticket;
 	params[6] = when;
 	params[7] = mg_buf_str(&ids);
-	res = PQexecParams(conn, sql, 8, NULL, params, NULL, NULL, 0);
+	res = exec_stmt(conn, STMT_MARK_SENT, sql, 8, params);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		r = mg_err_set(err, db_classify(conn, res),
 			       "ticket %s: recording the sent mail failed: %s", ticket,
@@ -894,7 +979,7 @@ int mg_db_outbox_put(PGconn *conn, const struct mg_group *g, const struct mg_out
 	params[10] = ob->envelope_to;
 	params[11] = ob->copy_message;
 	params[12] = ob->copy_envelope_to;
-	res = PQexecParams(conn, sql, 13, NULL, params, NULL, NULL, 0);
+	res = exec_stmt(conn, STMT_OUTBOX_PUT, sql, 13, params);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		r = mg_err_set(err, db_classify(conn, res),
 			       "ticket %s: storing the mail in mailgen_outbox failed: %s",

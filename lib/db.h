@@ -85,6 +85,7 @@ void mg_db_unclaim(PGconn *conn, const struct mg_group *g);
 /*
  * Release every claim of this session at once (one round trip): for the
  * end of a batch.  The session must hold no advisory locks but claims.
+ * Also discards the session's cached plans (see db.c).
  */
 void mg_db_unclaim_all(PGconn *conn);
 
