@@ -434,6 +434,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	size_t n = 0, cap = 0;
 	bool ended = false;
 	bool probe = is_probing(p); /* hand out one group (all its parts) only */
+	bool first = true;
 	int64_t now, due_at;
 	int r;
 
@@ -463,6 +464,14 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			r = MG_OK; /* the next scan tries again */
 			continue;
 		}
+		/*
+		 * A scan that fits in one fetch (the usual one after a burst of
+		 * notifications) is spread over all workers rather than given to
+		 * one as a single session: the last of its mails goes out sooner.
+		 */
+		if (first && n < per && p->n_workers > 1)
+			per = (n + p->n_workers - 1) / p->n_workers;
+		first = false;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 		for (size_t i = 0; i < n; i++) {
