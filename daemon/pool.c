@@ -14,6 +14,7 @@
 #include "workq.h"
 
 #define ACTIONS_MAX 32
+#define FIRST_BATCH 4 /* mails in each of a scan's first batches (batch_limit()) */
 
 struct action {
 	enum pool_action_kind kind;
@@ -417,6 +418,24 @@ static bool push_batch(struct pool *p, PGconn **conn, struct batch *b)
 }
 
 /*
+ * How many mails the next batch of a scan takes, after n_batches: the
+ * first round of batches (one per worker) takes FIRST_BATCH mails, each
+ * further round twice as many, up to per (mails_per_session).  A worker
+ * signs a batch's mails before it sends the first, so the oldest groups
+ * (the scan's order) leave after a few signatures rather than a whole
+ * session's: what a burst of notifications wants.  A large backlog
+ * reaches full sessions after a few rounds.
+ */
+static size_t batch_limit(const struct pool *p, size_t per, size_t n_batches)
+{
+	size_t round = n_batches / p->n_workers, limit = FIRST_BATCH;
+
+	while (round-- > 0 && limit < per)
+		limit *= 2;
+	return limit < per ? limit : per;
+}
+
+/*
  * One scan: read the pending groups in chunks, hand the due ones to the
  * workers in batches of one SMTP session, and note when the earliest
  * postponed one becomes due.  Workers claim and check again, so a group
@@ -434,7 +453,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	size_t n = 0, cap = 0;
 	bool ended = false;
 	bool probe = is_probing(p); /* hand out one group (all its parts) only */
-	bool first = true;
+	size_t n_batches = 0;	    /* pushed so far in this scan */
 	int64_t now, due_at;
 	int r;
 
@@ -464,14 +483,6 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			r = MG_OK; /* the next scan tries again */
 			continue;
 		}
-		/*
-		 * A scan that fits in one fetch (the usual one after a burst of
-		 * notifications) is spread over all workers rather than given to
-		 * one as a single session: the last of its mails goes out sooner.
-		 */
-		if (first && n < per && p->n_workers > 1)
-			per = (n + p->n_workers - 1) / p->n_workers;
-		first = false;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 		for (size_t i = 0; i < n; i++) {
@@ -501,7 +512,9 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			 * stay in one batch however many they are: the mailer must
 			 * claim them all before it sends the first (mailer.h).
 			 */
-			if ((probe || b->n >= per) && g->part == g->n_parts) {
+			if ((probe || b->n >= batch_limit(p, per, n_batches)) &&
+			    g->part == g->n_parts) {
+				n_batches++;
 				/* refused when stopping or held: the groups stay pending */
 				ended = !push_batch(p, conn, b) || probe || scan_should_end(p);
 				b = NULL;
@@ -609,6 +622,27 @@ static void stats_delta(struct mg_mailer_stats *d, const struct mg_mailer_stats 
 		       d->errors + d->deferred + d->failed > 0 ? after->last_error : "");
 }
 
+/*
+ * The worker's database connection and mailer (with its gpgme context),
+ * made anew after a reload or a lost connection.
+ */
+static int worker_ready(struct worker *w, struct cfg_ref *ref, struct mg_err *err)
+{
+	int r;
+
+	if (w->mailer != NULL && w->generation == ref->generation && !mg_db_broken(w->conn))
+		return MG_OK;
+	worker_reset(w);
+	w->ref = cfg_ref_get(ref);
+	w->generation = ref->generation;
+	r = ensure_conn(&w->conn, &ref->cfg, err);
+	if (r == MG_OK)
+		r = mg_mailer_new(&ref->cfg, w->conn, false, &w->mailer, err);
+	if (r < 0)
+		worker_reset(w);
+	return r;
+}
+
 static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct completion *c)
 {
 	struct cfg_ref *ref = current_cfg(p);
@@ -618,19 +652,11 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 	size_t off = 0;
 	int r;
 
-	if (w->mailer == NULL || w->generation != ref->generation || mg_db_broken(w->conn)) {
-		worker_reset(w);
-		w->ref = cfg_ref_get(ref);
-		w->generation = ref->generation;
-		r = ensure_conn(&w->conn, &ref->cfg, &err);
-		if (r == MG_OK)
-			r = mg_mailer_new(&ref->cfg, w->conn, false, &w->mailer, &err);
-		if (r < 0) {
-			c->db_failed = r != MG_ECONFIG;
-			(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
-			worker_reset(w);
-			goto out;
-		}
+	r = worker_ready(w, ref, &err);
+	if (r < 0) {
+		c->db_failed = r != MG_ECONFIG;
+		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
+		goto out;
 	}
 	before = *mg_mailer_stats(w->mailer);
 	/*
@@ -679,8 +705,18 @@ static void *worker_main(void *arg)
 {
 	struct pool *p = arg;
 	struct worker w = { 0 };
+	struct cfg_ref *ref = current_cfg(p);
+	struct mg_err err = { 0 };
 	struct batch *b;
 
+	/*
+	 * Connect and set up gpgme now, not in the first mail's time (gpgme's
+	 * first context costs 10-20 ms); a failure is met again, and
+	 * reported, with the first batch.
+	 */
+	if (worker_ready(&w, ref, &err) < 0)
+		mg_log(LOG_DEBUG, NULL, "worker not ready yet: %s", err.msg);
+	cfg_ref_put(ref);
 	while ((b = workq_pop(p->q)) != NULL) {
 		struct completion *c = completion_new(DONE_BATCH);
 

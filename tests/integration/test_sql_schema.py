@@ -8,6 +8,7 @@ database that has the original intelmq-mailgen schema.
 
 import json
 import os
+import subprocess
 import sys
 import unittest
 
@@ -601,6 +602,21 @@ class RoleGrants(unittest.TestCase):
         # IntelMQ's role cannot touch them
         r = self.as_role(self.intelmq, "DELETE FROM mailgen_outbox;")
         self.assertIn("permission denied", r.stderr)
+
+    def test_statements_prepared_again_when_the_session_forgot_them(self):
+        """mailgen prepares its per-mail statements once per connection; a
+        pooler can hand it a server session without them (DEALLOCATE ALL
+        here): the statement is prepared again and the ticket drawn."""
+        cfg = harness.write_config(harness.make_config(pg=self.pg, db=self.db,
+                                                       user=self.mailgen))
+        r = subprocess.run([os.path.join(harness.BUILD_DIR, "mg-db-stmt-test"), cfg],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        first, second = r.stdout.split()
+        self.assertRegex(first, r"^\d{8}-\d{8}$")
+        (day1, n1), (day2, n2) = first.split("-"), second.split("-")
+        # the next number, or the first of a new day at midnight
+        self.assertEqual(int(n2), int(n1) + 1 if day2 == day1 else 10000001)
 
     def test_mailgen_cannot_write_events_or_delete(self):
         for sql in ("INSERT INTO events (extra) VALUES ('{}');",
