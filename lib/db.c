@@ -33,7 +33,7 @@ static const char *db_message(PGconn *conn, const PGresult *res)
 }
 
 /*
- * Our fixed statements run as named prepared statements: parsed and
+ * Our fixed per-mail statements run as named prepared statements: parsed and
  * planned once per session instead of once per mail (mg_db_unclaim_all()
  * has the session's plans made anew after every batch).  Which ones a
  * connection has prepared is kept with the connection itself, as libpq
@@ -84,9 +84,9 @@ static bool sqlstate_is(const PGresult *res, const char *state)
 /*
  * PQexecParams for statement which (text sql), prepared at its first use
  * on conn; a connection made elsewhere (no instance data) runs it unnamed.
- * Behind a connection pooler the server session can change under us: a
- * statement found missing (26000) is prepared again and run once more, one
- * already there (42P05) is used.  Only outside a transaction block.
+ * A statement the server session lost (DEALLOCATE; a pooler's reset) is
+ * prepared again and run once more (26000), one already there (42P05) is
+ * used.  Only outside a transaction block.
  */
 static PGresult *exec_stmt(PGconn *conn, enum stmt which, const char *sql, int n,
 			   const char *const *params)
