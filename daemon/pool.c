@@ -147,12 +147,13 @@ static int ensure_conn(PGconn **conn, const struct mg_config *cfg, struct mg_err
 	return mg_db_connect(cfg, "mailgend", conn, err);
 }
 
-static bool should_stop(struct pool *p)
+/* One of the pool's flags that live under its lock. */
+static bool flag(struct pool *p, const bool *f)
 {
 	bool s;
 
 	pthread_mutex_lock(&p->lock);
-	s = p->stopping;
+	s = *f;
 	pthread_mutex_unlock(&p->lock);
 	return s;
 }
@@ -168,16 +169,6 @@ static bool scan_should_end(struct pool *p)
 
 	pthread_mutex_lock(&p->lock);
 	s = p->stopping || p->held;
-	pthread_mutex_unlock(&p->lock);
-	return s;
-}
-
-static bool is_probing(struct pool *p)
-{
-	bool s;
-
-	pthread_mutex_lock(&p->lock);
-	s = p->probing;
 	pthread_mutex_unlock(&p->lock);
 	return s;
 }
@@ -452,8 +443,8 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	struct timespec ts;
 	size_t n = 0, cap = 0;
 	bool ended = false;
-	bool probe = is_probing(p); /* hand out one group (all its parts) only */
-	size_t n_batches = 0;	    /* pushed so far in this scan */
+	bool probe = flag(p, &p->probing); /* hand out one group (all its parts) only */
+	size_t n_batches = 0;		   /* pushed so far in this scan */
 	int64_t now, due_at;
 	int r;
 
@@ -530,7 +521,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	else if (b != NULL)
 		(void)push_batch(p, conn, b); /* refused: its groups stay pending */
 	b = NULL;
-	if (r < 0 && !should_stop(p)) {
+	if (r < 0 && !flag(p, &p->stopping)) {
 		c->db_failed = mg_db_broken(*conn) || r == MG_ETEMP;
 		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
 	}
