@@ -646,20 +646,25 @@ out:
 
 /*
  * The usual case in one autocommitted statement: ticket_day is today's.
- * The UPDATE (to the same value) takes the row lock the slow path takes
- * with FOR UPDATE, so it waits for a drawer that is restarting the
- * sequence and then sees the new day; RETURNING runs after that.  Returns
- * MG_OK with out empty when ticket_day is not today's (a new day, a clock
- * gone backwards, not exactly one row): the slow path decides.
+ * It takes the row lock the slow path takes, so it waits for a drawer
+ * that is restarting the sequence; PostgreSQL then checks the row again
+ * (new day) and computes the result again, so the number comes from the
+ * restarted sequence.  (The number computed before the wait is lost: a
+ * gap, once a day at most per waiting drawer.)  Not an UPDATE of the
+ * row: under a long transaction elsewhere (a backup) every draw would
+ * leave a row version behind.  Returns MG_OK with out empty when
+ * ticket_day is not today's (a new day, a clock gone backwards, not
+ * exactly one row): the slow path decides.
  */
 static int new_ticket_today(PGconn *conn, char *out, struct mg_err *err)
 {
 	static const char sql[] =
-		"UPDATE ticket_day SET initialized_for_day = initialized_for_day"
+		"SELECT to_char(initialized_for_day, 'YYYYMMDD'), nextval('intelmq_ticket_seq')"
+		"  FROM ticket_day"
 		" WHERE to_char(initialized_for_day, 'YYYYMMDD') ="
 		"       to_char(clock_timestamp(), 'YYYYMMDD')"
 		"   AND (SELECT count(*) FROM ticket_day) = 1"
-		" RETURNING to_char(initialized_for_day, 'YYYYMMDD'), nextval('intelmq_ticket_seq')";
+		"   FOR UPDATE";
 	PGresult *res = exec_stmt(conn, STMT_TICKET, sql, 0, NULL);
 	int64_t seq;
 	int r = MG_OK;
