@@ -104,7 +104,7 @@ struct mg_config {
 	int debounce_quiet_ms;	  /* scan this long after the last notification ... */
 	int debounce_max_ms;	  /* ... but at most this long after the first */
 	int rescan_interval_sec;  /* safety rescan */
-	int workers;		  /* worker threads; 0: one per CPU */
+	int workers;		  /* worker threads; 0: two per CPU */
 	char *control_socket;	  /* mailgenctl's unix socket */
 	int retry_min_sec;	  /* back-off after an SMTP or database failure ... */
 	int retry_max_sec;	  /* ... doubling up to this */
