@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("MG_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
@@ -1121,7 +1122,57 @@ class Mailgend:
             _unregister(self)
 
 
+class ServersTestCase(unittest.TestCase):
+    """A PostgreSQL cluster, an SMTP sink, a gpg home and a TempDir (pg,
+    smtp, gpg, tdir) per test class, removed when the class is done (also
+    when its set-up fails half-way); a fresh database (db, named DB_PREFIX
+    and the test's name) and an empty sink per test."""
+
+    DB_PREFIX = "t_"
+    TMP_PREFIX = "mgtest"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgCluster()
+        cls.addClassCleanup(cls.pg.cleanup)
+        cls.smtp = SmtpSink()
+        cls.addClassCleanup(cls.smtp.cleanup)
+        cls.gpg = GpgHome()
+        cls.addClassCleanup(cls.gpg.cleanup)
+        cls.tdir = TempDir(cls.TMP_PREFIX)
+        cls.addClassCleanup(cls.tdir.cleanup)
+
+    def setUp(self):
+        self.smtp.clear()
+        self.db = self.pg.create_db(self.DB_PREFIX + self._testMethodName[5:40].lower())
+        self.addCleanup(self.pg.drop_db, self.db)
+
+    def insert(self, directive, fields=None, extra=None, age_minutes=0):
+        """Insert an event with one directive, its inserted_at age_minutes
+        in the past; return the event's id."""
+        eid = self.pg.insert_event(self.db, [directive], fields=fields or {}, extra=extra)
+        if age_minutes:
+            self.pg.psql(self.db, "UPDATE directives SET inserted_at = now() - interval"
+                                  " '%d minutes' WHERE events_id = %d" % (age_minutes, eid))
+        return eid
+
+    def mails(self):
+        """(envelope recipients, Subject, text of the first part) of each
+        mail at the sink, every signature checked."""
+        import mailcheck as mc
+        out = []
+        for env, raw in self.smtp.messages():
+            msg = mc.parse_mail(raw)
+            ok, detail = self.gpg.verify(*mc.signed_parts(raw))
+            self.assertTrue(ok, detail)
+            part = msg.get_payload()[0]
+            if part.is_multipart():
+                part = part.get_payload()[0]
+            out.append((env["rcpt_tos"], str(msg["Subject"]),
+                        part.get_content().replace("\r\n", "\n")))
+        return out
+
+
 def run_tests():
     """unittest.main() wrapper for the test scripts (verbose, exits non-zero on failure)."""
-    import unittest
     unittest.main(verbosity=2)

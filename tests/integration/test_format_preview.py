@@ -14,12 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (BUILD_DIR, SOURCE_DIR, GpgHome, PgCluster, SmtpSink,  # noqa: E402
-                     TempDir, make_config, make_directive, run_cbmail, run_tests,
+from harness import (BUILD_DIR, SOURCE_DIR, ServersTestCase,  # noqa: E402
+                     make_config, make_directive, run_cbmail, run_tests,
                      write_config)
 import mailcheck as mc  # noqa: E402
 
@@ -64,26 +63,9 @@ def normalize(raw):
     return raw
 
 
-class FormatPreviewTest(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = cls.smtp = cls.gpg = cls.tdir = None
-        cls.pg = PgCluster()
-        cls.smtp = SmtpSink()
-        cls.gpg = GpgHome()
-        cls.tdir = TempDir("mgprev")
-
-    @classmethod
-    def tearDownClass(cls):
-        for obj in (cls.smtp, cls.gpg, cls.pg, cls.tdir):
-            if obj is not None:
-                obj.cleanup()
-
-    def setUp(self):
-        self.smtp.clear()
-        self.db = self.pg.create_db("p_" + self._testMethodName[5:40].lower())
-        self.addCleanup(self.pg.drop_db, self.db)
+class FormatPreviewTest(ServersTestCase):
+    DB_PREFIX = "p_"
+    TMP_PREFIX = "mgprev"
 
     # -- helpers
 
@@ -101,10 +83,7 @@ class FormatPreviewTest(unittest.TestCase):
 
     def insert(self, directive, fields=None, age_minutes=0):
         """Insert an event with one directive; return the directive's id."""
-        eid = self.pg.insert_event(self.db, [directive], fields=fields or {})
-        if age_minutes:
-            self.pg.psql(self.db, "UPDATE directives SET inserted_at = now() - interval"
-                                  " '%d minutes' WHERE events_id = %d" % (age_minutes, eid))
+        eid = super().insert(directive, fields=fields, age_minutes=age_minutes)
         return int(self.pg.scalar(self.db, "SELECT id FROM directives WHERE events_id = %d"
                                            % eid))
 

@@ -13,12 +13,11 @@ import re
 import shutil
 import signal
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (SOURCE_DIR, GpgHome, Mailgend, PgCluster, SmtpSink,  # noqa: E402
-                     TempDir, make_config, make_directive, run_cbmail, run_tests,
+from harness import (SOURCE_DIR, Mailgend, ServersTestCase,  # noqa: E402
+                     make_config, make_directive, run_cbmail, run_tests,
                      wait_until)
 import mailcheck as mc  # noqa: E402
 
@@ -30,26 +29,9 @@ def iso(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-class FormatRulesTest(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = cls.smtp = cls.gpg = cls.tdir = None
-        cls.pg = PgCluster()
-        cls.smtp = SmtpSink()
-        cls.gpg = GpgHome()
-        cls.tdir = TempDir("mgrules")
-
-    @classmethod
-    def tearDownClass(cls):
-        for obj in (cls.smtp, cls.gpg, cls.pg, cls.tdir):
-            if obj is not None:
-                obj.cleanup()
-
-    def setUp(self):
-        self.smtp.clear()
-        self.db = self.pg.create_db("r_" + self._testMethodName[5:40].lower())
-        self.addCleanup(self.pg.drop_db, self.db)
+class FormatRulesTest(ServersTestCase):
+    DB_PREFIX = "r_"
+    TMP_PREFIX = "mgrules"
 
     def config(self, rules_dir=FORMATS, key="format_rules_dir", **kw):
         cfg = make_config(pg=self.pg, db=self.db, gpg=self.gpg, smtp=self.smtp,
@@ -62,26 +44,6 @@ class FormatRulesTest(unittest.TestCase):
         d = os.path.join(self.tdir.path, name)
         shutil.copytree(FORMATS, d)
         return d
-
-    def insert(self, directive, fields=None, age_minutes=0):
-        eid = self.pg.insert_event(self.db, [directive], fields=fields or {})
-        if age_minutes:
-            self.pg.psql(self.db, "UPDATE directives SET inserted_at = now() - interval"
-                                  " '%d minutes' WHERE events_id = %d" % (age_minutes, eid))
-        return eid
-
-    def mails(self):
-        out = []
-        for env, raw in self.smtp.messages():
-            msg = mc.parse_mail(raw)
-            ok, detail = self.gpg.verify(*mc.signed_parts(raw))
-            self.assertTrue(ok, detail)
-            part = msg.get_payload()[0]
-            if part.is_multipart():
-                part = part.get_payload()[0]
-            out.append((env["rcpt_tos"], str(msg["Subject"]),
-                        part.get_content().replace("\r\n", "\n")))
-        return out
 
     def shadowserver(self, rcpt, observed_hours_ago):
         now = datetime.datetime.now(datetime.timezone.utc)

@@ -18,9 +18,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (BUILD_DIR, SOURCE_DIR, GpgHome, Mailgend, PgCluster,  # noqa: E402
-                     SmtpSink, TempDir, make_config, make_directive, run_cbmail,
-                     run_tests, write_config)
+from harness import (BUILD_DIR, SOURCE_DIR, Mailgend, ServersTestCase,  # noqa: E402
+                     make_config, make_directive, run_cbmail, run_tests, write_config)
 import mailcheck as mc  # noqa: E402
 
 PLUGINS = os.path.join(BUILD_DIR, "plugins")
@@ -30,29 +29,16 @@ FORMATS = os.path.join(SOURCE_DIR, "conf", "formats")
 TEMPLATES = os.path.join(SOURCE_DIR, "conf", "templates")
 
 
-class PluginTest(unittest.TestCase):
+class PluginTest(ServersTestCase):
+    DB_PREFIX = "p_"
+    TMP_PREFIX = "mgplug"
 
     @classmethod
     def setUpClass(cls):
-        cls.pg = cls.smtp = cls.gpg = cls.tdir = None
         for path in (EXAMPLE, BAD_ABI):
             if not os.path.exists(path):
                 raise unittest.SkipTest("%s not built" % path)
-        cls.pg = PgCluster()
-        cls.smtp = SmtpSink()
-        cls.gpg = GpgHome()
-        cls.tdir = TempDir("mgplug")
-
-    @classmethod
-    def tearDownClass(cls):
-        for obj in (cls.smtp, cls.gpg, cls.pg, cls.tdir):
-            if obj is not None:
-                obj.cleanup()
-
-    def setUp(self):
-        self.smtp.clear()
-        self.db = self.pg.create_db("p_" + self._testMethodName[5:40].lower())
-        self.addCleanup(self.pg.drop_db, self.db)
+        super().setUpClass()
 
     def plugin_dir(self, name, plugins=(EXAMPLE,), dir_mode=0o755, file_mode=0o644):
         """A plugin directory as an operator sets it up: owned by root (the
@@ -73,26 +59,6 @@ class PluginTest(unittest.TestCase):
         if rules_dir is not None:
             cfg["format_rules_dir"] = rules_dir
         return cfg
-
-    def insert(self, directive, fields=None, extra=None, age_minutes=0):
-        eid = self.pg.insert_event(self.db, [directive], fields=fields or {}, extra=extra)
-        if age_minutes:
-            self.pg.psql(self.db, "UPDATE directives SET inserted_at = now() - interval"
-                                  " '%d minutes' WHERE events_id = %d" % (age_minutes, eid))
-        return eid
-
-    def mails(self):
-        out = []
-        for env, raw in self.smtp.messages():
-            msg = mc.parse_mail(raw)
-            ok, detail = self.gpg.verify(*mc.signed_parts(raw))
-            self.assertTrue(ok, detail)
-            part = msg.get_payload()[0]
-            if part.is_multipart():
-                part = part.get_payload()[0]
-            out.append((env["rcpt_tos"], str(msg["Subject"]),
-                        part.get_content().replace("\r\n", "\n")))
-        return out
 
     def demo(self, rcpt):
         return make_directive(rcpt, "example-template.txt", notification_format="plugin-demo",
