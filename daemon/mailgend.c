@@ -551,7 +551,9 @@ static unsigned worker_count(const struct mg_config *cfg)
 	 * (docs/performance.md: signed mails/s +20-30% over one per CPU).
 	 */
 	n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 && n <= 32 ? 2 * (unsigned)n : 4;
+	if (n <= 0)
+		return 4; /* the CPUs cannot be counted */
+	return n < 32 ? 2 * (unsigned)n : 64;
 }
 
 static void daemon_release(struct daemon *d)
