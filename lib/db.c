@@ -34,7 +34,7 @@ static const char *db_message(PGconn *conn, const PGresult *res)
 
 /*
  * Our fixed per-mail statements run as named prepared statements: parsed and
- * planned once per session instead of once per mail (mg_db_unclaim_all()
+ * planned once per session instead of once per mail (mg_db_end_batch()
  * has the session's plans made anew after every batch).  Which ones a
  * connection has prepared is kept with the connection itself, as libpq
  * instance data (libpq-events), so a new connection starts with none.
@@ -525,7 +525,7 @@ static void group_key_params(const struct mg_group *g, const char *params[5])
 			    : NULL;
 }
 
-void mg_db_unclaim_all(PGconn *conn)
+void mg_db_end_batch(PGconn *conn)
 {
 	if (mg_db_broken(conn))
 		return;

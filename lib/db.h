@@ -83,11 +83,12 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 void mg_db_unclaim(PGconn *conn, const struct mg_group *g);
 
 /*
- * Release every claim of this session at once (one round trip): for the
- * end of a batch.  The session must hold no advisory locks but claims.
- * Also discards the session's cached plans (see db.c).
+ * The end of a batch, in one round trip: release every claim of this
+ * session (the session must hold no advisory locks but claims; also a lock
+ * a failed claim statement may have left) and discard the session's
+ * cached plans (see db.c).
  */
-void mg_db_unclaim_all(PGconn *conn);
+void mg_db_end_batch(PGconn *conn);
 
 /*
  * Draw a ticket number race-free: the drawing processes serialise on the

@@ -1110,17 +1110,15 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	struct mg_err err = { 0 };
 	size_t n_queued = 0, n_ready = 0, next = 0;
 	size_t *ready = NULL;
-	bool *claimed = NULL;
+	bool claims_tried = false;
 	int r = MG_OK;
 
 	m->stats.next_due = INT64_MAX;
 	jobs = calloc(n, sizeof(*jobs));
-	claimed = calloc(n, sizeof(*claimed));
 	ready = calloc(n, sizeof(*ready));
 	queued = calloc(per_session, sizeof(*queued));
 	msgs = calloc(2 * per_session, sizeof(*msgs)); /* a mail and its copy each */
-	if ((jobs == NULL || claimed == NULL || ready == NULL || queued == NULL || msgs == NULL) &&
-	    n > 0) {
+	if ((jobs == NULL || ready == NULL || queued == NULL || msgs == NULL) && n > 0) {
 		mg_log(LOG_ERR, NULL, "out of memory; %zu groups stay pending", n);
 		m->stats.errors += n;
 		r = MG_ETEMP;
@@ -1135,12 +1133,13 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	 * batch releases every level at once.
 	 */
 	for (size_t i = 0; i < n; i++) {
-		bool is_ready;
+		bool claimed, is_ready;
 
 		jobs[i].group = &groups[i];
 		jobs[i].dids = MG_BUF_INIT(4096);
 		jobs[i].eids = MG_BUF_INIT(4096);
-		r = claim_one(m, &jobs[i], &claimed[i], &is_ready);
+		claims_tried = true;
+		r = claim_one(m, &jobs[i], &claimed, &is_ready);
 		if (r < 0)
 			goto out;
 		if (is_ready && jobs[i].from_outbox &&
@@ -1231,17 +1230,17 @@ int mg_mailer_process(struct mg_mailer *m, struct mg_group *groups, size_t n)
 	}
 	r = m->db_broken ? MG_ETEMP : MG_OK;
 out:
-	for (size_t i = 0; claimed != NULL && i < n; i++)
-		if (claimed[i]) {
-			mg_db_unclaim_all(m->conn); /* one round trip for the batch */
-			break;
-		}
+	/*
+	 * Also after a claim statement that failed: its lock survives a
+	 * statement error (a time-out, a cancel) that leaves the session up.
+	 */
+	if (claims_tried)
+		mg_db_end_batch(m->conn);
 	for (size_t i = 0; jobs != NULL && i < n; i++)
 		job_release(&jobs[i]);
 	free(msgs);
 	free(queued);
 	free(ready);
-	free(claimed);
 	free(jobs);
 	return r;
 }
