@@ -315,8 +315,11 @@ static void on_completion(struct completion *c, void *arg)
 				d->smtp_down = false;
 				d->db_down = false;
 			}
-			/* the probe got through (or had nothing to try): all workers again */
-			if (pool_end_probe(d->pool))
+			/*
+			 * The probe got through (or had nothing to try): all workers
+			 * again.  Not a batch that was running before the failure.
+			 */
+			if (c->probe && pool_end_probe(d->pool))
 				request_scan(d, "the probe after a failure went through");
 		}
 	}

@@ -506,6 +506,7 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 			if ((probe || b->n >= batch_limit(p, per, n_batches)) &&
 			    g->part == g->n_parts) {
 				n_batches++;
+				b->probe = probe;
 				/* refused when stopping or held: the groups stay pending */
 				ended = !push_batch(p, conn, b) || probe || scan_should_end(p);
 				b = NULL;
@@ -518,8 +519,10 @@ static void scan_once(struct pool *p, PGconn **conn, struct completion *c)
 	}
 	if (b != NULL && (ended || scan_should_end(p)))
 		batch_free(b); /* its groups stay pending for the next scan */
-	else if (b != NULL)
+	else if (b != NULL) {
+		b->probe = probe;
 		(void)push_batch(p, conn, b); /* refused: its groups stay pending */
+	}
 	b = NULL;
 	if (r < 0 && !flag(p, &p->stopping)) {
 		c->db_failed = mg_db_broken(*conn) || r == MG_ETEMP;
@@ -649,6 +652,7 @@ static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct
 		(void)snprintf(c->error, sizeof(c->error), "%s", err.msg);
 		goto out;
 	}
+	c->probe = b->probe;
 	before = *mg_mailer_stats(w->mailer);
 	/*
 	 * After a failure, probe with a single group (all parts of a split one,

@@ -49,6 +49,7 @@ struct completion {
 	int64_t next_due;	      /* earliest postponed group (usec), INT64_MAX: none */
 	bool smtp_failed;	      /* the SMTP server could not be used */
 	bool db_failed;		      /* the database could not be used */
+	bool probe;		      /* DONE_BATCH: the batch was a probe (pool_probe()) */
 	char error[512];	      /* "" or what went wrong */
 	struct mg_failed_list failed; /* DONE_SCAN: failed and deferred groups; owned */
 	bool failed_listed;	      /* DONE_SCAN: failed is filled in */

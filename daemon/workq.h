@@ -11,6 +11,7 @@
 struct batch {
 	struct mg_group *groups;
 	size_t n;
+	bool probe; /* the one group a scan hands out after a failure */
 	struct batch *next;
 };
 
