@@ -40,6 +40,7 @@ struct mg_plugin_answer {
 	bool postponed;
 	bool failed; /* mg_plugin_fail(): msg says why */
 	bool broken; /* a builder call was refused: msg says why */
+	bool nomem;  /* the first refusal was for want of memory: worth a retry */
 	char msg[400];
 };
 
@@ -101,6 +102,14 @@ __attribute__((format(printf, 2, 3))) static int refuse(struct mg_plugin_answer 
 	return -1;
 }
 
+/* A builder call failed for want of memory (a group retried, not failed). */
+static int refuse_nomem(struct mg_plugin_answer *a)
+{
+	if (!a->broken)
+		a->nomem = true;
+	return refuse(a, "out of memory");
+}
+
 /* No byte below 0x20 and no DEL: titles and reasons end up in one-line messages. */
 static bool printable(const char *s)
 {
@@ -121,7 +130,7 @@ int mg_plugin_set_template(struct mg_plugin_answer *a, const char *file_name)
 		return refuse(a, "mg_plugin_set_template: %s", err.msg);
 	copy = mg_strdup(file_name);
 	if (copy == NULL)
-		return refuse(a, "out of memory");
+		return refuse_nomem(a);
 	free(a->template_name);
 	free(a->template_text);
 	a->template_name = copy;
@@ -139,7 +148,7 @@ int mg_plugin_set_template_text(struct mg_plugin_answer *a, const char *text)
 		return refuse(a, "mg_plugin_set_template_text: more than %d bytes", TEMPLATE_MAX);
 	copy = mg_strdup(text);
 	if (copy == NULL)
-		return refuse(a, "out of memory");
+		return refuse_nomem(a);
 	free(a->template_name);
 	free(a->template_text);
 	a->template_name = NULL;
@@ -166,14 +175,14 @@ int mg_plugin_add_column(struct mg_plugin_answer *a, const char *field, const ch
 		return refuse(a, "mg_plugin_add_column: more than %d columns", COLUMNS_MAX);
 	cols = mg_realloc(a->cols, (a->n_cols + 1) * sizeof(*cols));
 	if (cols == NULL)
-		return refuse(a, "out of memory");
+		return refuse_nomem(a);
 	a->cols = cols;
 	f = mg_strdup(field);
 	t = mg_strdup(title);
 	if (f == NULL || t == NULL) {
 		free(f);
 		free(t);
-		return refuse(a, "out of memory");
+		return refuse_nomem(a);
 	}
 	cols[a->n_cols].field = f;
 	cols[a->n_cols].title = t;
@@ -248,7 +257,7 @@ int mg_plugin_set_subst(struct mg_plugin_answer *a, const char *name, const char
 nomem:
 	free(iv);
 	free(av);
-	return refuse(a, "out of memory");
+	return refuse_nomem(a);
 }
 
 enum mg_plugin_verdict mg_plugin_postpone(struct mg_plugin_answer *a, int64_t until,
@@ -272,7 +281,7 @@ enum mg_plugin_verdict mg_plugin_postpone(struct mg_plugin_answer *a, int64_t un
 	}
 	copy = mg_strdup(reason);
 	if (copy == NULL) {
-		(void)refuse(a, "out of memory");
+		(void)refuse_nomem(a);
 		return MG_PLUGIN_FAIL;
 	}
 	free(a->reason);
@@ -373,7 +382,8 @@ int mg_plugin_answer_decide(struct mg_plugin_answer *a, int v, const struct mg_g
 		return MG_OK;
 	}
 	if (a->broken) {
-		r = mg_err_set(err, MG_EINPUT, "plugin %s: %s", a->who, a->msg);
+		r = mg_err_set(err, a->nomem ? MG_ENOMEM : MG_EINPUT, "plugin %s: %s", a->who,
+			       a->msg);
 		goto fail;
 	}
 	if (v == MG_PLUGIN_FAIL) {
