@@ -9,6 +9,7 @@
 #include "mg-alloc.h"
 #include "mg-buf.h"
 #include "json-util.h"
+#include "render.h"
 #include "rules.h"
 #include "template.h"
 #include "util.h"
@@ -1658,13 +1659,6 @@ const char *mg_rules_template(const struct mg_rules *set, size_t i)
 
 /* ------------------------------------------------------------- deciding */
 
-static bool has_suffix(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), k = strlen(suffix);
-
-	return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* The table for g, or NULL when the rule's map has none (the rule does not match). */
 static const struct table *choose_table(const struct mg_rules *set, const struct rule *rule,
 					const struct mg_group *g)
@@ -1836,7 +1830,7 @@ int mg_rules_decide(const struct mg_rules *set, const struct mg_group *g, int64_
 		break;
 	case PL_BY_SUFFIX:
 		d.attach_csv = g->event_data_format != NULL &&
-			       has_suffix(g->event_data_format, "_csv_attachment");
+			       mg_render_wants_attachment(g->event_data_format);
 		break;
 	default:
 		d.attach_csv = false;
@@ -1914,7 +1908,7 @@ void mg_rules_decide_fallback(const struct mg_group *g, int64_t now, struct mg_r
 	d.cols = mg_table_fallback_columns;
 	d.n_cols = mg_table_fallback_n_columns;
 	d.attach_csv =
-		g->event_data_format != NULL && has_suffix(g->event_data_format, "_csv_attachment");
+		g->event_data_format != NULL && mg_render_wants_attachment(g->event_data_format);
 	*ret = d;
 }
 
