@@ -1,4 +1,5 @@
 /* lib/json-util.c - strict JSON parsing with positions, for config and rule files */
+#include <limits.h>
 #include <string.h>
 
 #include "json-util.h"
@@ -28,6 +29,8 @@ int mg_json_parse_strict(const char *name, const char *text, size_t len, struct 
 	size_t end, line, col;
 	int r;
 
+	if (len > INT_MAX) /* the callers check their own, smaller limits first */
+		return mg_err_set(err, MG_ECONFIG, "%s: too large to parse", name);
 	tok = json_tokener_new();
 	if (tok == NULL)
 		return mg_err_set(err, MG_ENOMEM, "%s: out of memory", name);

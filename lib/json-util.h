@@ -13,7 +13,7 @@
  * json-c's strict mode, and nothing but white space after the value
  * (json-c accepts trailing garbage and comments otherwise; LIBRARY-NOTES
  * "json-c").  Errors are MG_ECONFIG "NAME:LINE:COL: invalid JSON: ...",
- * or MG_ENOMEM.  len must fit an int.  Pure.
+ * or MG_ENOMEM; more than INT_MAX bytes is MG_ECONFIG.  Pure.
  */
 int mg_json_parse_strict(const char *name, const char *text, size_t len, struct json_object **ret,
 			 struct mg_err *err);
