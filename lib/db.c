@@ -553,13 +553,63 @@ void mg_db_unclaim(PGconn *conn, const struct mg_group *g)
 	PQclear(PQexecParams(conn, sql, 5, NULL, params, NULL, NULL, 0));
 }
 
+/* The group's last mail (usec), of the keys $1..$5. */
+#define LAST_SENT_SQL                                                       \
+	"(SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"         \
+	"   FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"      \
+	"  WHERE d2.recipient_address = $1 AND d2.template_name = $2"       \
+	"    AND d2.notification_format = $3 AND d2.event_data_format = $4" \
+	"    AND d2.aggregate_identifier IS NOT DISTINCT FROM $5::text[]"   \
+	"  ORDER BY d2.inserted_at DESC LIMIT 1)"
+
+/* Whether a mail in the outbox covers one of the directives ids (text). */
+#define OUTBOX_EXISTS_SQL(ids)                                         \
+	"EXISTS (SELECT 1 FROM mailgen_outbox AS o WHERE " KEYS_MATCH( \
+		"o") " AND o.directive_ids && " ids ")"
+
+/* The group's last mail and outbox state, from a fresh snapshot (under the lock). */
+static int claim_refresh(PGconn *conn, struct mg_group *g, const int64_t *dids, size_t n_dids,
+			 struct mg_err *err)
+{
+	static const char sql[] = "SELECT " LAST_SENT_SQL ", " OUTBOX_EXISTS_SQL("$6::bigint[]");
+	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
+	PGresult *res = NULL;
+	const char *params[6];
+	int64_t v;
+	int r;
+
+	r = mg_ids_pgarray(&ids, dids, n_dids);
+	if (r < 0) {
+		r = mg_err_set(err, r, "too many directive ids (%zu)", n_dids);
+		goto out;
+	}
+	group_key_params(g, params);
+	params[5] = mg_buf_str(&ids);
+	res = PQexecParams(conn, sql, 6, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		r = mg_err_set(err, db_classify(conn, res), "claiming the group failed: %s",
+			       db_message(conn, res));
+		goto out;
+	}
+	g->has_last_sent = !PQgetisnull(res, 0, 0) &&
+			   mg_parse_int64(PQgetvalue(res, 0, 0), INT64_MIN, INT64_MAX, &v);
+	g->last_sent = g->has_last_sent ? v : 0;
+	g->has_outbox = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	r = MG_OK;
+out:
+	PQclear(res);
+	mg_buf_release(&ids);
+	return r;
+}
+
 int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_err *err)
 {
 	/*
 	 * One round trip: the lock (l, a CTE read twice, so run once, before
 	 * any row is locked: p joins it and LockRows sits above that join),
 	 * the pending directives, the group's last mail and whether a mail of
-	 * these directives waits in the outbox.
+	 * these directives waits in the outbox.  The statement's snapshot is
+	 * older than the lock: see claim_refresh() below.
 	 */
 	static const char sql[] =
 		"WITH l AS (SELECT pg_try_advisory_lock(" ADVISORY_CLASS ", " GROUP_LOCK_KEY
@@ -568,17 +618,8 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 		"        WHERE l.ok AND d.id = ANY ($6::bigint[]) AND d.sent_id IS NULL"
 		"        FOR UPDATE OF d SKIP LOCKED)"
 		"SELECT l.ok, (SELECT array_agg(id ORDER BY id) FROM p)::text,"
-		" (SELECT array_agg(DISTINCT events_id ORDER BY events_id) FROM p)::text,"
-		" (SELECT (extract(epoch FROM s.sent_at) * 1000000)::bigint"
-		"    FROM directives AS d2 JOIN sent AS s ON d2.sent_id = s.id"
-		"   WHERE d2.recipient_address = $1 AND d2.template_name = $2"
-		"     AND d2.notification_format = $3 AND d2.event_data_format = $4"
-		"     AND d2.aggregate_identifier IS NOT DISTINCT FROM $5::text[]"
-		"   ORDER BY d2.inserted_at DESC LIMIT 1),"
-		" EXISTS (SELECT 1 FROM mailgen_outbox AS o"
-		"          WHERE " KEYS_MATCH(
-			"o") " AND o.directive_ids && (SELECT array_agg(id) FROM p))"
-			     " FROM l";
+		" (SELECT array_agg(DISTINCT events_id ORDER BY events_id) FROM p)::text, " LAST_SENT_SQL
+		", " OUTBOX_EXISTS_SQL("(SELECT array_agg(id) FROM p)") " FROM l";
 	struct mg_buf ids = MG_BUF_INIT(IDS_PARAM_MAX);
 	PGresult *res = NULL;
 	const char *params[6];
@@ -620,6 +661,19 @@ int mg_db_claim(PGconn *conn, struct mg_group *g, bool *ret_claimed, struct mg_e
 	g->last_sent = g->has_last_sent ? v : 0;
 	/* fresher than the scan's: an outbox mail makes the group due (directive.c) */
 	g->has_outbox = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+	/*
+	 * Fewer directives than asked for: another process sent some of them
+	 * (FOR UPDATE saw their new version), and it may have committed
+	 * between the statement's snapshot and our lock, so its mail is not in
+	 * last_sent above.  Read it again, under the lock.  (Without such a
+	 * send, nothing of this group can have changed in that gap: whoever
+	 * sends it sends all of its directives that were pending then.)
+	 */
+	if (n_dids < g->n_directives) {
+		r = claim_refresh(conn, g, dids, n_dids, err);
+		if (r < 0)
+			goto out;
+	}
 
 	free(g->directive_ids);
 	free(g->directive_events); /* the claimed ids may be fewer: no longer aligned */
