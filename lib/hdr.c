@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hdr.h"
+#include "util.h"
 #include "mg-alloc.h"
 
 #define FOLD_MAX      77  /* RFC 5322 2.1.1 says at most 78; we stay under it */
@@ -18,8 +19,6 @@
 #define EW_OVERHEAD   12 /* strlen(EW_PREFIX EW_SUFFIX) */
 #define SHOWN_MAX     64 /* bytes of a bad value quoted in an error message */
 #define ADDR_SPECIALS "<>()[],;:\\\""
-
-static const char b64_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /*
  * Length of the valid UTF-8 sequence at s (rem > 0 bytes left), or 0 when
@@ -338,25 +337,6 @@ static int hw_finish(struct hw *w, const char *name, struct mg_err *err)
 	return MG_OK;
 }
 
-static size_t base64(char *dst, const unsigned char *s, size_t n)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)s[i] << 16;
-
-		if (i + 1 < n)
-			v |= (uint32_t)s[i + 1] << 8;
-		if (i + 2 < n)
-			v |= s[i + 2];
-		dst[o++] = b64_digits[v >> 18 & 0x3f];
-		dst[o++] = b64_digits[v >> 12 & 0x3f];
-		dst[o++] = i + 1 < n ? b64_digits[v >> 6 & 0x3f] : '=';
-		dst[o++] = i + 2 < n ? b64_digits[v & 0x3f] : '=';
-	}
-	return o;
-}
-
 /*
  * Write s[0..len) (valid UTF-8, len > 0) as RFC 2047 B encoded-words, each
  * preceded by white space: the first on the current line when it fits,
@@ -392,7 +372,7 @@ static void hw_encoded_words(struct hw *w, const char *s, size_t len)
 		}
 		memcpy(word, EW_PREFIX, EW_OVERHEAD - 2);
 		wl = EW_OVERHEAD - 2;
-		wl += base64(word + wl, p + pos, take);
+		wl += mg_base64(word + wl, p + pos, take);
 		memcpy(word + wl, EW_SUFFIX, 2);
 		wl += 2;
 		hw_add(w, " ", 1);

@@ -182,3 +182,24 @@ bool mg_parse_timestamp(const char *s, int64_t *ret_usec)
 	*ret_usec = t * 1000000 + usec;
 	return true;
 }
+
+static const char b64_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t mg_base64(char *dst, const unsigned char *src, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)src[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)src[i + 1] << 8;
+		if (i + 2 < n)
+			v |= src[i + 2];
+		dst[o++] = b64_digits[v >> 18 & 0x3f];
+		dst[o++] = b64_digits[v >> 12 & 0x3f];
+		dst[o++] = i + 1 < n ? b64_digits[v >> 6 & 0x3f] : '=';
+		dst[o++] = i + 2 < n ? b64_digits[v & 0x3f] : '=';
+	}
+	return o;
+}

@@ -41,4 +41,11 @@ int mg_ids_pgarray(struct mg_buf *out, const int64_t *ids, size_t n);
  */
 bool mg_parse_timestamp(const char *s, int64_t *ret_usec);
 
+/*
+ * Base64 (RFC 4648 4, with padding) of src[0..n) into dst, which must hold
+ * 4 * ((n + 2) / 3) bytes; no NUL is added.  Returns the bytes written.
+ * Pure.
+ */
+size_t mg_base64(char *dst, const unsigned char *src, size_t n);
+
 #endif /* MG_UTIL_H */
