@@ -1,15 +1,18 @@
 /*
- * bench/sign-rate.c - the raw signing rate of lib/sign.c (gpgme), for bench/run
+ * bench/sign-rate.c - the raw signing rate of lib/sign.c, for bench/run
  *
- *	mg-bench-sign GNUPGHOME KEY THREADS SECONDS [BYTES]
+ *	mg-bench-sign GNUPGHOME KEY THREADS SECONDS [BYTES [gpg|agent]]
  *
  * THREADS threads, each with its own signer (one gpgme context, as a
  * mailgend worker has), make detached signatures of BYTES (default 4096)
- * bytes of CRLF text for SECONDS seconds.  Prints one line of JSON:
+ * bytes of CRLF text for SECONDS seconds, through gpg (gpgme_op_sign, the
+ * default: the "raw gpgme rate" of issue #6) or through gpg-agent directly
+ * (delivery.sign_via_agent).  Prints one line of JSON:
  * {"threads": T, "signatures": N, "seconds": S, "rate": N/S}.
  * Not installed: a benchmark tool, built with the project.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 struct job {
 	const char *home;
 	const char *key;
+	bool via_agent;
 	const char *data;
 	size_t len;
 	double deadline;
@@ -49,8 +53,10 @@ static void *run(void *arg)
 	struct mg_buf sig = MG_BUF_INIT(65536);
 	char micalg[MG_MICALG_MAX];
 
-	if (mg_sign_new(j->home, j->key, &s, &j->err) < 0)
+	if (mg_sign_new(j->home, j->key, j->via_agent, &s, &j->err) < 0)
 		j->failed = 1;
+	else if (j->via_agent && strcmp(mg_sign_method(s), "gpg-agent directly") != 0)
+		j->failed = mg_err_set(&j->err, MG_ECONFIG, "%s", mg_sign_method(s));
 	pthread_barrier_wait(&start_barrier);
 	if (j->failed)
 		goto out;
@@ -77,15 +83,23 @@ int main(int argc, char **argv)
 	double secs, t0;
 	size_t len = 4096, i;
 	long nthreads;
+	bool via_agent = false;
 	char *data;
 
-	if (argc < 5 || argc > 6) {
-		fprintf(stderr, "usage: %s GNUPGHOME KEY THREADS SECONDS [BYTES]\n", argv[0]);
+	if (argc < 5 || argc > 7) {
+		fprintf(stderr, "usage: %s GNUPGHOME KEY THREADS SECONDS [BYTES [gpg|agent]]\n",
+			argv[0]);
+		return 64;
+	}
+	if (argc == 7 && strcmp(argv[6], "agent") == 0)
+		via_agent = true;
+	else if (argc == 7 && strcmp(argv[6], "gpg") != 0) {
+		fprintf(stderr, "%s: expected gpg or agent, got '%s'\n", argv[0], argv[6]);
 		return 64;
 	}
 	nthreads = strtol(argv[3], NULL, 10);
 	secs = strtod(argv[4], NULL);
-	if (argc == 6)
+	if (argc >= 6)
 		len = strtoul(argv[5], NULL, 10);
 	if (nthreads < 1 || nthreads > MAX_THREADS || secs <= 0 || len < 2) {
 		fprintf(stderr, "%s: bad THREADS, SECONDS or BYTES\n", argv[0]);
@@ -107,6 +121,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < (size_t)nthreads; i++) {
 		jobs[i].home = argv[1];
 		jobs[i].key = argv[2];
+		jobs[i].via_agent = via_agent;
 		jobs[i].data = data;
 		jobs[i].len = len;
 		jobs[i].deadline = 1e300;

@@ -434,6 +434,8 @@ int main(int argc, char **argv)
 		status = EX_CONFIG;
 		goto out;
 	}
+	if (mg_mailer_sign_method(mailer) != NULL)
+		mg_log(LOG_INFO, NULL, "signing through %s", mg_mailer_sign_method(mailer));
 	r = mg_db_scan_open(conn, cfg.additional_directive_where, &err);
 	if (r < 0) {
 		mg_log(LOG_ERR, NULL, "%s", err.msg);

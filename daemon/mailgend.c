@@ -431,7 +431,10 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 			       "restart mailgend to use it");
 	}
 	if (r == MG_OK && fresh.always_sign)
-		r = mg_sign_new(fresh.gnupg_home, fresh.signing_key, &signer, &err);
+		r = mg_sign_new(fresh.gnupg_home, fresh.signing_key, fresh.sign_via_agent, &signer,
+				&err);
+	if (signer != NULL)
+		mg_log(LOG_INFO, NULL, "signing through %s", mg_sign_method(signer));
 	mg_sign_free(signer);
 	if (r == MG_OK)
 		r = smtp_client_check(&fresh, &err);
@@ -610,7 +613,9 @@ int main(int argc, char **argv)
 		cfg.plugins = d.plugins;
 	}
 	if (r == MG_OK && cfg.always_sign)
-		r = mg_sign_new(cfg.gnupg_home, cfg.signing_key, &signer, &err);
+		r = mg_sign_new(cfg.gnupg_home, cfg.signing_key, cfg.sign_via_agent, &signer, &err);
+	if (signer != NULL)
+		mg_log(LOG_INFO, NULL, "signing through %s", mg_sign_method(signer));
 	mg_sign_free(signer);
 	if (r == MG_OK)
 		r = smtp_client_check(&cfg, &err);

@@ -82,6 +82,7 @@ static const struct cf_key cf_keys[] = {
 	{ "delivery.max_events_per_mail", CF_INT, OFF(max_events_per_mail), false, "10000", 1,
 	  1000000 },
 	{ "delivery.csv_spreadsheet_safe", CF_BOOL, OFF(csv_spreadsheet_safe), false, NULL, 0, 0 },
+	{ "delivery.sign_via_agent", CF_BOOL, OFF(sign_via_agent), false, "true", 0, 0 },
 	{ "delivery.recipient_max_mails", CF_INT, OFF(recipient_max_mails), false, "0", 0,
 	  1000000 },
 	{ "delivery.recipient_window_seconds", CF_INT, OFF(recipient_window_sec), false, "3600", 1,

@@ -48,6 +48,12 @@ struct mg_config {
 	char *gnupg_home;
 	bool always_sign;
 	char *signing_key;
+	/*
+	 * delivery.sign_via_agent: build the signature packet here and ask
+	 * gpg-agent only for the private-key operation, instead of starting
+	 * gpg per mail (lib/sign.c; docs/signing.md).
+	 */
+	bool sign_via_agent;
 	/* top level */
 	char *template_dir;
 	char *sender;

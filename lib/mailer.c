@@ -85,6 +85,11 @@ struct mg_mailer {
 	struct memo memo[MEMO_SLOTS];
 };
 
+const char *mg_mailer_sign_method(const struct mg_mailer *m)
+{
+	return m->signer != NULL ? mg_sign_method(m->signer) : NULL;
+}
+
 const struct mg_mailer_stats *mg_mailer_stats(const struct mg_mailer *m)
 {
 	return &m->stats;
@@ -120,7 +125,8 @@ int mg_mailer_new(const struct mg_config *cfg, PGconn *conn, bool dry_run, struc
 		goto fail;
 	}
 	if (cfg->always_sign) {
-		r = mg_sign_new(cfg->gnupg_home, cfg->signing_key, &m->signer, err);
+		r = mg_sign_new(cfg->gnupg_home, cfg->signing_key, cfg->sign_via_agent, &m->signer,
+				err);
 		if (r < 0)
 			goto fail;
 	}
@@ -447,8 +453,16 @@ static int compose(struct mg_mailer *m, const struct job *j, const struct mg_ren
 		goto out;
 	}
 	if (m->signer != NULL) {
+		const char *fallback;
+
 		r = mg_sign_detached(m->signer, mg_buf_str(&content), content.len, &sig, micalg,
 				     err);
+		fallback = mg_sign_take_fallback(m->signer);
+		if (fallback != NULL) {
+			struct mg_log_ctx ctx = job_log_ctx(j);
+
+			mg_log(LOG_WARNING, &ctx, "signed through gpg: %s", fallback);
+		}
 		if (r < 0)
 			goto out;
 	}

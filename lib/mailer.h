@@ -99,6 +99,9 @@ void mg_preview_release(struct mg_preview *p);
 int mg_mailer_preview(struct mg_mailer *m, struct mg_group *g, int64_t now, struct mg_preview *ret,
 		      struct mg_err *err);
 
+/* How the mailer signs (mg_sign_method()), NULL when it does not.  Borrowed. */
+const char *mg_mailer_sign_method(const struct mg_mailer *m);
+
 /* The counters so far.  Borrowed. */
 const struct mg_mailer_stats *mg_mailer_stats(const struct mg_mailer *m);
 

@@ -82,6 +82,14 @@ const char *mg_buf_str(const struct mg_buf *b)
 	return b->data != NULL ? b->data : "";
 }
 
+void mg_buf_truncate(struct mg_buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	b->len = len;
+	b->data[len] = '\0';
+}
+
 void mg_buf_reset(struct mg_buf *b)
 {
 	b->len = 0;

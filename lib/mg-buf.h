@@ -32,6 +32,8 @@ int mg_buf_addf(struct mg_buf *b, const char *fmt, ...) __attribute__((format(pr
 
 /* The contents as a string: "" (static) while nothing was added.  Borrowed. */
 const char *mg_buf_str(const struct mg_buf *b);
+/* Keep only the first len bytes (len <= b->len; a larger len does nothing). */
+void mg_buf_truncate(struct mg_buf *b, size_t len);
 /* Forget the contents but keep the memory and the cap. */
 void mg_buf_reset(struct mg_buf *b);
 /* Free the memory; the buffer can be used again (same cap).  NULL-safe. */

@@ -1,17 +1,52 @@
-/* lib/sign.c - OpenPGP detached signatures through gpgme */
+/* lib/sign.c - OpenPGP detached signatures through gpgme, or from gpg-agent directly */
 #include <ctype.h>
 #include <locale.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <gpgme.h>
+#include <openssl/evp.h>
 
+#include "pgp.h"
 #include "sign.h"
+
+#define AGENT_ANSWER_MAX 4096 /* a PKSIGN answer: RSA 8192 is about 1,050 bytes */
+
+/*
+ * Signing without gpg (docs/signing.md): the signature packet is built
+ * here (pgp.c) and only the private-key operation is asked of gpg-agent,
+ * over an Assuan connection that gpgme makes (GPGME_PROTOCOL_ASSUAN).
+ * This saves starting a gpg process per mail, most of the cost of a
+ * signature.  Set up only for the key types pgp.c knows (RSA, Ed25519
+ * v4 keys), and used only after a signature made this way was verified
+ * by gpg at start-up.
+ */
+struct agent {
+	gpgme_ctx_t ctx; /* NULL after a failure: connect again at the next signature */
+	char *socket;	 /* the agent's, as gpgconf names it */
+	char keygrip[41];
+	unsigned char fpr[MG_PGP_FPR_LEN];
+	int pk_algo;   /* MG_PGP_PK_* */
+	int hash_algo; /* MG_PGP_HASH_*, what gpg chose for the key */
+	const EVP_MD *md;
+	EVP_PKEY *pub; /* Ed25519: to check each signature, as gpg does */
+	char micalg[MG_MICALG_MAX];
+	/* the answer being read */
+	unsigned char answer[AGENT_ANSWER_MAX];
+	size_t answer_len;
+	bool answer_overflow;
+};
 
 struct mg_signer {
 	gpgme_ctx_t ctx;
 	gpgme_key_t key;
+	struct agent *agent; /* NULL: every signature through gpg */
+	char agent_note[256];
+	char fallback[256]; /* why the last signature went through gpg after all; "" */
 };
 
 static const char *gerr(gpgme_error_t e, char *buf, size_t size)
@@ -36,15 +71,334 @@ int mg_sign_global_init(struct mg_err *err)
 	return MG_OK;
 }
 
+static void agent_free(struct agent *a)
+{
+	if (a == NULL)
+		return;
+	if (a->ctx != NULL)
+		gpgme_release(a->ctx);
+	gpgme_free(a->socket);
+	EVP_PKEY_free(a->pub);
+	free(a);
+}
+
 void mg_sign_free(struct mg_signer *s)
 {
 	if (s == NULL)
 		return;
+	agent_free(s->agent);
 	if (s->key != NULL)
 		gpgme_key_unref(s->key);
 	if (s->ctx != NULL)
 		gpgme_release(s->ctx);
 	free(s);
+}
+
+static int gpg_sign(struct mg_signer *s, const char *data, size_t len, struct mg_buf *sig,
+		    char *micalg, char **ret_fpr, int *ret_hash, struct mg_err *err);
+
+/* ------------------------------------------------- gpg-agent directly */
+
+static gpgme_error_t agent_data(void *opaque, const void *data, size_t len)
+{
+	struct agent *a = opaque;
+
+	if (len > sizeof(a->answer) - a->answer_len) {
+		a->answer_overflow = true;
+		return 0;
+	}
+	memcpy(a->answer + a->answer_len, data, len);
+	a->answer_len += len;
+	return 0;
+}
+
+/* A passphrase (or anything else) asked for: we have none to give. */
+static gpgme_error_t agent_inquire(void *opaque, const char *name, const char *args,
+				   gpgme_data_t *r_data)
+{
+	(void)opaque;
+	(void)name;
+	(void)args;
+	*r_data = NULL;
+	return gpg_error(GPG_ERR_CANCELED);
+}
+
+/* One Assuan command; its data (D lines, unescaped) lands in a->answer. */
+static int agent_cmd(struct agent *a, const char *cmd, struct mg_err *err)
+{
+	gpgme_error_t e, op = 0;
+	char ebuf[256];
+
+	a->answer_len = 0;
+	a->answer_overflow = false;
+	e = gpgme_op_assuan_transact_ext(a->ctx, cmd, agent_data, a, agent_inquire, a, NULL, NULL,
+					 &op);
+	if (e == 0)
+		e = op;
+	if (e != 0)
+		return mg_err_set(err, MG_ETEMP, "gpg-agent: %.12s: %s", cmd,
+				  gerr(e, ebuf, sizeof(ebuf)));
+	if (a->answer_overflow)
+		return mg_err_set(err, MG_EINPUT, "gpg-agent: %.12s: answer too long", cmd);
+	return MG_OK;
+}
+
+/* The agent socket of gnupg_home, as gpgconf names it, into a->socket. */
+static int agent_find(struct agent *a, const char *gnupg_home, struct mg_err *err)
+{
+	gpgme_ctx_t conf = NULL;
+	char ebuf[256];
+	gpgme_error_t e;
+
+	e = gpgme_new(&conf);
+	if (e == 0)
+		e = gpgme_set_protocol(conf, GPGME_PROTOCOL_GPGCONF);
+	if (e == 0)
+		e = gpgme_ctx_set_engine_info(conf, GPGME_PROTOCOL_GPGCONF, NULL, gnupg_home);
+	if (e == 0)
+		e = gpgme_op_conf_dir(conf, "agent-socket", &a->socket);
+	if (e == 0 && a->socket == NULL)
+		e = gpg_error(GPG_ERR_NOT_FOUND);
+	gpgme_release(conf);
+	if (e != 0)
+		return mg_err_set(err, MG_ETEMP, "gpgconf names no gpg-agent socket: %s",
+				  gerr(e, ebuf, sizeof(ebuf)));
+	return MG_OK;
+}
+
+/* Connect to the agent (gpgme's Assuan engine). */
+static int agent_connect(struct agent *a, struct mg_err *err)
+{
+	char ebuf[256];
+	gpgme_error_t e;
+	int r;
+
+	e = gpgme_new(&a->ctx);
+	if (e == 0)
+		e = gpgme_set_protocol(a->ctx, GPGME_PROTOCOL_ASSUAN);
+	if (e == 0)
+		e = gpgme_ctx_set_engine_info(a->ctx, GPGME_PROTOCOL_ASSUAN, a->socket, NULL);
+	if (e != 0) {
+		r = mg_err_set(err, MG_ETEMP, "no connection to gpg-agent: %s",
+			       gerr(e, ebuf, sizeof(ebuf)));
+		goto out;
+	}
+	/* a protected key is then asked for by an INQUIRE we refuse, not a pinentry */
+	r = agent_cmd(a, "OPTION pinentry-mode=loopback", err);
+out:
+	if (r < 0 && a->ctx != NULL) {
+		gpgme_release(a->ctx);
+		a->ctx = NULL;
+	}
+	return r;
+}
+
+/* Check an Ed25519 signature (r, s) over digest, as gpg checks what it makes. */
+static int agent_check(struct agent *a, const unsigned char *digest, size_t dlen,
+		       const struct mg_pgp_mpi *v, struct mg_err *err)
+{
+	unsigned char rs[2 * MG_PGP_ED25519_LEN] = { 0 };
+	EVP_MD_CTX *c = NULL;
+	int ok = 0;
+
+	for (size_t k = 0; k < 2; k++) {
+		if (v[k].len > MG_PGP_ED25519_LEN)
+			return mg_err_set(err, MG_EINPUT, "gpg-agent: Ed25519 value too long");
+		memcpy(rs + k * MG_PGP_ED25519_LEN + MG_PGP_ED25519_LEN - v[k].len, v[k].p,
+		       v[k].len);
+	}
+	c = EVP_MD_CTX_new();
+	if (c == NULL)
+		return mg_err_set(err, MG_ENOMEM, "out of memory");
+	if (EVP_DigestVerifyInit(c, NULL, NULL, NULL, a->pub) == 1)
+		ok = EVP_DigestVerify(c, rs, sizeof(rs), digest, dlen) == 1;
+	EVP_MD_CTX_free(c);
+	if (!ok)
+		return mg_err_set(err, MG_EINPUT,
+				  "gpg-agent made an Ed25519 signature that does not verify");
+	return MG_OK;
+}
+
+/*
+ * Sign data[0..len) by asking the agent for the private-key operation
+ * only.  MG_ETEMP when the agent cannot be reached, MG_EINPUT for an
+ * answer that is not a good signature.
+ */
+static int agent_sign(struct agent *a, const char *data, size_t len, struct mg_buf *sig,
+		      struct mg_err *err)
+{
+	unsigned char trailer[MG_PGP_TRAILER_MAX], digest[EVP_MAX_MD_SIZE];
+	char cmd[32 + 2 * EVP_MAX_MD_SIZE];
+	struct mg_pgp_mpi v[2];
+	struct mg_pgp_sig ps;
+	EVP_MD_CTX *md = NULL;
+	unsigned int dlen = 0;
+	size_t tlen, n = 0, k;
+	int r;
+
+	if (a->ctx == NULL && (r = agent_connect(a, err)) < 0)
+		return r;
+	r = mg_pgp_sig_init(&ps, a->pk_algo, a->hash_algo, (uint32_t)time(NULL), a->fpr, err);
+	if (r < 0)
+		return r;
+	tlen = mg_pgp_sig_trailer(&ps, trailer);
+	md = EVP_MD_CTX_new();
+	if (md == NULL || EVP_DigestInit_ex(md, a->md, NULL) != 1 ||
+	    EVP_DigestUpdate(md, data, len) != 1 || EVP_DigestUpdate(md, trailer, tlen) != 1 ||
+	    EVP_DigestFinal_ex(md, digest, &dlen) != 1) {
+		r = mg_err_set(err, MG_ENOMEM, "hashing the mail failed");
+		goto out;
+	}
+	(void)snprintf(cmd, sizeof(cmd), "SIGKEY %s", a->keygrip);
+	r = agent_cmd(a, cmd, err);
+	if (r < 0)
+		goto out;
+	k = (size_t)snprintf(cmd, sizeof(cmd), "SETHASH %d ", a->hash_algo);
+	for (unsigned int i = 0; i < dlen; i++)
+		k += (size_t)snprintf(cmd + k, sizeof(cmd) - k, "%02X", digest[i]);
+	r = agent_cmd(a, cmd, err);
+	if (r == MG_OK)
+		r = agent_cmd(a, "PKSIGN", err);
+	if (r == MG_OK)
+		r = mg_pgp_parse_sig_sexp(a->answer, a->answer_len, a->pk_algo, v, &n, err);
+	if (r == MG_OK && a->pub != NULL)
+		r = agent_check(a, digest, dlen, v, err);
+	if (r == MG_OK)
+		r = mg_pgp_sig_armor(&ps, digest, v, n, sig, err);
+out:
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
+static int hex_bytes(const char *hex, unsigned char *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned int b;
+
+		if (!isxdigit((unsigned char)hex[2 * i]) ||
+		    !isxdigit((unsigned char)hex[2 * i + 1]) || sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return -1;
+		out[i] = (unsigned char)b;
+	}
+	return hex[2 * n] == '\0' ? 0 : -1;
+}
+
+/* Whether sig (armored) is a good signature over data by the signer's key, as gpg sees it. */
+static bool gpg_verifies(struct mg_signer *s, const char *data, size_t len,
+			 const struct mg_buf *sig, const char *fpr)
+{
+	gpgme_data_t d = NULL, sd = NULL;
+	gpgme_verify_result_t v;
+	bool ok = false;
+
+	if (gpgme_data_new_from_mem(&d, data, len, 0) != 0 ||
+	    gpgme_data_new_from_mem(&sd, mg_buf_str(sig), sig->len, 0) != 0)
+		goto out;
+	if (gpgme_op_verify(s->ctx, sd, d, NULL) != 0)
+		goto out;
+	v = gpgme_op_verify_result(s->ctx);
+	ok = v != NULL && v->signatures != NULL && v->signatures->next == NULL &&
+	     gpg_err_code(v->signatures->status) == GPG_ERR_NO_ERROR &&
+	     v->signatures->fpr != NULL && strcasecmp(v->signatures->fpr, fpr) == 0;
+out:
+	gpgme_data_release(d);
+	gpgme_data_release(sd);
+	return ok;
+}
+
+/*
+ * Set up signing through the agent for s when its key allows it, else
+ * leave s->agent NULL and say why in s->agent_note.  The probe signature
+ * gpg made tells which (sub)key and hash gpg uses; a signature made the
+ * new way must then verify in gpg before it is used.
+ */
+static void agent_setup(struct mg_signer *s, const char *gnupg_home)
+{
+	static const char probe[] = "mailgen signing key check (gpg-agent)\r\n";
+	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
+	struct mg_err e = { 0 };
+	struct agent *a = NULL;
+	gpgme_subkey_t sk;
+	char *fpr = NULL, micalg[MG_MICALG_MAX];
+	const char *why = NULL;
+	int hash = 0;
+
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		why = "out of memory";
+		goto out;
+	}
+	if (gpg_sign(s, probe, sizeof(probe) - 1, &sig, micalg, &fpr, &hash, &e) < 0) {
+		why = e.msg;
+		goto out;
+	}
+	for (sk = s->key->subkeys; sk != NULL; sk = sk->next)
+		if (sk->fpr != NULL && strcasecmp(sk->fpr, fpr) == 0)
+			break;
+	if (sk == NULL || sk->keygrip == NULL || strlen(sk->keygrip) != 40 ||
+	    hex_bytes(sk->fpr, a->fpr, MG_PGP_FPR_LEN) < 0) {
+		why = "not a v4 key with a keygrip";
+		goto out;
+	}
+	memcpy(a->keygrip, sk->keygrip, 41);
+	if (sk->pubkey_algo == GPGME_PK_RSA || sk->pubkey_algo == GPGME_PK_RSA_S)
+		a->pk_algo = MG_PGP_PK_RSA;
+	else if (sk->pubkey_algo == GPGME_PK_EDDSA && sk->curve != NULL &&
+		 strcasecmp(sk->curve, "ed25519") == 0)
+		a->pk_algo = MG_PGP_PK_EDDSA;
+	else {
+		why = "a key type other than RSA and Ed25519";
+		goto out;
+	}
+	a->hash_algo = hash;
+	a->md = hash == MG_PGP_HASH_SHA256   ? EVP_sha256()
+		: hash == MG_PGP_HASH_SHA384 ? EVP_sha384()
+		: hash == MG_PGP_HASH_SHA512 ? EVP_sha512()
+		: hash == MG_PGP_HASH_SHA224 ? EVP_sha224()
+					     : NULL;
+	if (a->md == NULL) {
+		why = "a hash algorithm other than SHA-2";
+		goto out;
+	}
+	memcpy(a->micalg, micalg, sizeof(a->micalg));
+	if (agent_find(a, gnupg_home, &e) < 0 || agent_connect(a, &e) < 0) {
+		why = e.msg;
+		goto out;
+	}
+	if (a->pk_algo == MG_PGP_PK_EDDSA) {
+		unsigned char q[MG_PGP_ED25519_LEN];
+		char cmd[64];
+
+		(void)snprintf(cmd, sizeof(cmd), "READKEY %s", a->keygrip);
+		if (agent_cmd(a, cmd, &e) < 0 ||
+		    mg_pgp_parse_ed25519_sexp(a->answer, a->answer_len, q, &e) < 0) {
+			why = e.msg;
+			goto out;
+		}
+		a->pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, q, sizeof(q));
+		if (a->pub == NULL) {
+			why = "OpenSSL does not take the Ed25519 key";
+			goto out;
+		}
+	}
+	mg_buf_reset(&sig);
+	if (agent_sign(a, probe, sizeof(probe) - 1, &sig, &e) < 0) {
+		why = e.msg;
+		goto out;
+	}
+	if (!gpg_verifies(s, probe, sizeof(probe) - 1, &sig, sk->fpr)) {
+		why = "gpg does not verify its signature";
+		goto out;
+	}
+	s->agent = a;
+	a = NULL;
+out:
+	if (why != NULL)
+		(void)snprintf(s->agent_note, sizeof(s->agent_note),
+			       "gpg (gpg-agent directly is not possible: %.200s)", why);
+	agent_free(a);
+	free(fpr);
+	mg_buf_release(&sig);
 }
 
 static int sign_probe(struct mg_signer *s, const char *key, const char *gnupg_home,
@@ -67,7 +421,8 @@ static int sign_probe(struct mg_signer *s, const char *key, const char *gnupg_ho
 	return MG_OK;
 }
 
-int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret, struct mg_err *err)
+int mg_sign_new(const char *gnupg_home, const char *key, bool via_agent, struct mg_signer **ret,
+		struct mg_err *err)
 {
 	struct mg_signer *s = calloc(1, sizeof(*s));
 	char ebuf[256];
@@ -89,6 +444,9 @@ int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret,
 	gpgme_set_armor(s->ctx, 1);
 	gpgme_set_textmode(s->ctx, 0);
 	gpgme_set_pinentry_mode(s->ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+	/* the keygrips, for signing through the agent */
+	(void)gpgme_set_keylist_mode(s->ctx, gpgme_get_keylist_mode(s->ctx) |
+						     GPGME_KEYLIST_MODE_WITH_KEYGRIP);
 	e = gpgme_get_key(s->ctx, key, &s->key, 1);
 	if (gpg_err_code(e) == GPG_ERR_AMBIGUOUS_NAME) {
 		r = mg_err_set(err, MG_ECONFIG,
@@ -125,6 +483,11 @@ int mg_sign_new(const char *gnupg_home, const char *key, struct mg_signer **ret,
 	r = sign_probe(s, key, gnupg_home, err);
 	if (r < 0)
 		goto fail;
+	if (via_agent)
+		agent_setup(s, gnupg_home);
+	else
+		(void)snprintf(s->agent_note, sizeof(s->agent_note),
+			       "gpg ('delivery.sign_via_agent' is false)");
 	*ret = s;
 	return MG_OK;
 fail:
@@ -132,8 +495,12 @@ fail:
 	return r;
 }
 
-int mg_sign_detached(struct mg_signer *s, const char *data, size_t len, struct mg_buf *sig,
-		     char *micalg, struct mg_err *err)
+/*
+ * Sign through gpg (gpgme_op_sign); *ret_used, when not NULL, gets the
+ * result's signing (sub)key fingerprint (owned) and hash algorithm.
+ */
+static int gpg_sign(struct mg_signer *s, const char *data, size_t len, struct mg_buf *sig,
+		    char *micalg, char **ret_fpr, int *ret_hash, struct mg_err *err)
 {
 	gpgme_data_t in = NULL, out = NULL;
 	gpgme_sign_result_t res;
@@ -168,6 +535,14 @@ int mg_sign_detached(struct mg_signer *s, const char *data, size_t len, struct m
 	(void)snprintf(micalg, MG_MICALG_MAX, "pgp-%s", hash);
 	for (char *p = micalg; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
+	if (ret_fpr != NULL) {
+		*ret_hash = (int)res->signatures->hash_algo;
+		*ret_fpr = res->signatures->fpr != NULL ? strdup(res->signatures->fpr) : NULL;
+		if (*ret_fpr == NULL) {
+			r = mg_err_set(err, MG_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	mem = gpgme_data_release_and_get_mem(out, &mem_len);
 	out = NULL;
 	if (mem == NULL) {
@@ -182,4 +557,59 @@ out:
 	gpgme_data_release(in);
 	gpgme_data_release(out);
 	return r;
+}
+
+int mg_sign_detached(struct mg_signer *s, const char *data, size_t len, struct mg_buf *sig,
+		     char *micalg, struct mg_err *err)
+{
+	struct mg_err e = { 0 };
+	size_t mark = sig->len;
+	int r;
+
+	if (s->agent == NULL)
+		return gpg_sign(s, data, len, sig, micalg, NULL, NULL, err);
+	r = agent_sign(s->agent, data, len, sig, &e);
+	if (r == MG_OK) {
+		memcpy(micalg, s->agent->micalg, MG_MICALG_MAX);
+		return MG_OK;
+	}
+	mg_buf_truncate(sig, mark);
+	if (r == MG_ETEMP) {
+		/*
+		 * The agent went away (restarted, killed): this signature through
+		 * gpg, which starts an agent again; the next over a new connection.
+		 */
+		if (s->agent->ctx != NULL)
+			gpgme_release(s->agent->ctx);
+		s->agent->ctx = NULL;
+		(void)snprintf(s->fallback, sizeof(s->fallback),
+			       "%.200s; the next signature tries gpg-agent again", e.msg);
+	} else if (r == MG_EINPUT) {
+		/* an answer we cannot use, or a signature that does not verify */
+		(void)snprintf(s->agent_note, sizeof(s->agent_note),
+			       "gpg (gpg-agent directly was given up: %.200s)", e.msg);
+		(void)snprintf(s->fallback, sizeof(s->fallback),
+			       "%.200s; every signature goes through gpg from now on", e.msg);
+		agent_free(s->agent);
+		s->agent = NULL;
+	} else {
+		return mg_err_set(err, r, "%s", e.msg);
+	}
+	return gpg_sign(s, data, len, sig, micalg, NULL, NULL, err);
+}
+
+const char *mg_sign_method(const struct mg_signer *s)
+{
+	return s->agent != NULL ? "gpg-agent directly" : s->agent_note;
+}
+
+const char *mg_sign_take_fallback(struct mg_signer *s)
+{
+	static __thread char note[sizeof(s->fallback)];
+
+	if (s->fallback[0] == '\0')
+		return NULL;
+	memcpy(note, s->fallback, sizeof(note));
+	s->fallback[0] = '\0';
+	return note;
 }

@@ -745,17 +745,19 @@ class TestCA:
 # ------------------------------------------------------------------ GpgHome
 
 class GpgHome:
-    """A GnuPG home directory with one unprotected ed25519 signing key.
+    """A GnuPG home directory with one unprotected signing key (algo as
+    gpg --quick-gen-key takes it: ed25519 by default, rsa3072, nistp256...).
 
     Attributes: home, fingerprint, uid."""
 
     uid = "Mailgen Test <mailgen@example.org>"
 
-    def __init__(self, generate=True):
+    def __init__(self, generate=True, algo="ed25519"):
         self.home = _short_tmpdir("mggpg")
         _register(self)
         os.chmod(self.home, 0o700)
         self.fingerprint = None
+        self.algo = algo
         if generate:
             self.generate_key()
 
@@ -775,7 +777,7 @@ class GpgHome:
     def generate_key(self, uid=None):
         uid = uid or self.uid
         r = self.gpg(["--pinentry-mode", "loopback", "--passphrase", "",
-                      "--quick-gen-key", uid, "ed25519", "sign", "never"])
+                      "--quick-gen-key", uid, self.algo, "sign", "never"])
         if r.returncode != 0:
             raise HarnessError("gpg key generation failed: %s" % r.stderr.decode("utf-8", "replace"))
         r = self.gpg(["--with-colons", "--list-secret-keys", uid])

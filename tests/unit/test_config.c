@@ -47,6 +47,7 @@ static void test_good(void **state)
 	assert_int_equal(cfg.log_level, LOG_DEBUG);
 	assert_int_equal(cfg.mails_per_session, 32);	  /* default */
 	assert_int_equal(cfg.max_events_per_mail, 10000); /* default */
+	assert_true(cfg.sign_via_agent);		  /* default */
 	assert_int_equal(cfg.n_warnings, 0);
 	mg_config_release(&cfg);
 }
@@ -126,6 +127,8 @@ static void test_bad_values(void **state)
 		  "'delivery.max_events_per_mail': expected an integer 1..1000000" },
 		{ "\"delivery\": {\"max_events_per_mail\": \"100\"}",
 		  "'delivery.max_events_per_mail': expected an integer 1..1000000, got a string" },
+		{ "\"delivery\": {\"sign_via_agent\": \"no\"}",
+		  "'delivery.sign_via_agent': expected true or false, got a string" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char text[2048];
