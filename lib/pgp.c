@@ -190,6 +190,181 @@ int mg_pgp_sig_armor(const struct mg_pgp_sig *s, const unsigned char digest_head
 	return MG_OK;
 }
 
+static int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/*
+ * Decode the base64 of s[0..n), line ends allowed, into out (room for
+ * max).  Returns the byte count, or -1 for a bad character, bad padding or
+ * no room.
+ */
+static long b64_decode(const char *s, size_t n, unsigned char *out, size_t max)
+{
+	uint32_t acc = 0;
+	size_t o = 0, k = 0, pad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int v = b64_value(c);
+
+		if (c == '\r' || c == '\n')
+			continue;
+		if (c == '=') {
+			pad++;
+			v = 0;
+		} else if (v < 0 || pad > 0) {
+			return -1;
+		}
+		acc = acc << 6 | (uint32_t)v;
+		if (++k < 4)
+			continue;
+		if (pad > 2 || o + 3 - pad > max)
+			return -1;
+		out[o++] = (unsigned char)(acc >> 16);
+		if (pad < 2)
+			out[o++] = (unsigned char)(acc >> 8);
+		if (pad < 1)
+			out[o++] = (unsigned char)acc;
+		acc = 0;
+		k = 0;
+	}
+	return k == 0 ? (long)o : -1;
+}
+
+/* The line at *pos (without its LF or CRLF) as *ret_p, *ret_n; false at the end. */
+static bool next_line(const char *text, size_t len, size_t *pos, const char **ret_p, size_t *ret_n)
+{
+	const char *p = text + *pos, *nl;
+
+	if (*pos >= len)
+		return false;
+	nl = memchr(p, '\n', len - *pos);
+	*ret_p = p;
+	*ret_n = nl != NULL ? (size_t)(nl - p) : len - *pos;
+	*pos += *ret_n + (nl != NULL);
+	if (*ret_n > 0 && p[*ret_n - 1] == '\r')
+		(*ret_n)--;
+	return true;
+}
+
+static bool line_is(const char *p, size_t n, const char *s)
+{
+	return n == strlen(s) && memcmp(p, s, n) == 0;
+}
+
+int mg_pgp_dearmor(const char *text, size_t len, unsigned char *out, size_t max, size_t *ret_len,
+		   bool *ret_headers, struct mg_err *err)
+{
+	const char *p = NULL, *b64 = NULL, *crc_text = NULL;
+	size_t pos = 0, n = 0, b64_len = 0;
+	unsigned char crc[3];
+	bool headers = false;
+	long got;
+	uint32_t c;
+
+	if (!next_line(text, len, &pos, &p, &n) || !line_is(p, n, "-----BEGIN PGP SIGNATURE-----"))
+		return mg_err_set(err, MG_EINPUT, "armor: no BEGIN PGP SIGNATURE line");
+	while (next_line(text, len, &pos, &p, &n) && n > 0)
+		headers = true; /* "Comment: ...", "Version: ..." */
+	b64 = text + pos;
+	for (;;) {
+		size_t start = pos;
+
+		if (!next_line(text, len, &pos, &p, &n) || (n > 0 && p[0] == '-'))
+			return mg_err_set(err, MG_EINPUT, "armor: no checksum line");
+		if (n > 0 && p[0] == '=') {
+			b64_len = start - (size_t)(b64 - text);
+			break;
+		}
+	}
+	crc_text = p + 1;
+	if (n != 5 || b64_decode(crc_text, 4, crc, sizeof(crc)) != 3)
+		return mg_err_set(err, MG_EINPUT, "armor: malformed checksum line");
+	if (!next_line(text, len, &pos, &p, &n) || !line_is(p, n, "-----END PGP SIGNATURE-----"))
+		return mg_err_set(err, MG_EINPUT, "armor: no END PGP SIGNATURE line");
+	got = b64_decode(b64, b64_len, out, max);
+	if (got < 0)
+		return mg_err_set(err, MG_EINPUT, "armor: malformed base64");
+	c = mg_pgp_crc24(out, (size_t)got);
+	if (crc[0] != (c >> 16 & 0xff) || crc[1] != (c >> 8 & 0xff) || crc[2] != (c & 0xff))
+		return mg_err_set(err, MG_EINPUT, "armor: checksum mismatch");
+	*ret_len = (size_t)got;
+	*ret_headers = headers;
+	return MG_OK;
+}
+
+/*
+ * The types of the subpackets in p[0..n) (5.2.3.1) into *types (a bit per
+ * type below 64; critical bit masked), each at most once.  False when
+ * malformed, repeated or of a type of 64 or more.
+ */
+static bool subpacket_types(const unsigned char *p, size_t n, uint64_t *types)
+{
+	size_t i = 0;
+
+	*types = 0;
+	while (i < n) {
+		size_t len;
+		unsigned t;
+
+		if (p[i] < 192) {
+			len = p[i];
+			i += 1;
+		} else if (p[i] < 255 && i + 1 < n) {
+			len = ((size_t)(p[i] - 192) << 8) + p[i + 1] + 192;
+			i += 2;
+		} else {
+			return false; /* five-octet lengths: not in a small signature */
+		}
+		if (len == 0 || len > n - i)
+			return false;
+		t = p[i] & 0x7f;
+		if (t >= 64 || (*types & (UINT64_C(1) << t)))
+			return false;
+		*types |= UINT64_C(1) << t;
+		i += len;
+	}
+	return true;
+}
+
+bool mg_pgp_sig_is_plain(const unsigned char *pkt, size_t len)
+{
+	const unsigned char *b;
+	size_t hdr, body, hashed, unhashed;
+	uint64_t types;
+
+	if (len < 2 || (pkt[0] & 0xfc) != 0x88)
+		return false; /* not an old-format tag-2 header of one or two octets */
+	hdr = (pkt[0] & 3) == 0 ? 2 : 3;
+	if ((pkt[0] & 3) > 1 || len < hdr)
+		return false;
+	body = hdr == 2 ? pkt[1] : (size_t)pkt[1] << 8 | pkt[2];
+	if (body != len - hdr || body < 6)
+		return false;
+	b = pkt + hdr;
+	if (b[0] != SIG_VERSION || b[1] != SIG_BINARY)
+		return false;
+	hashed = (size_t)b[4] << 8 | b[5];
+	if (6 + hashed + 2 > body)
+		return false;
+	if (!subpacket_types(b + 6, hashed, &types) ||
+	    types != ((UINT64_C(1) << SUB_ISSUER_FPR) | (UINT64_C(1) << SUB_CREATED)))
+		return false;
+	unhashed = (size_t)b[6 + hashed] << 8 | b[7 + hashed];
+	if (8 + hashed + unhashed > body)
+		return false;
+	return subpacket_types(b + 8 + hashed, unhashed, &types) &&
+	       (types & ~(UINT64_C(1) << SUB_ISSUER)) == 0;
+}
+
 /*
  * One token of a canonical S-expression at *pos: '(' or ')' (returned as
  * is, *ret_len 0) or an atom "len:bytes" (returns 'a', *ret_p and *ret_len the

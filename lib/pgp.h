@@ -2,6 +2,7 @@
 #ifndef MG_PGP_H
 #define MG_PGP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,23 @@ size_t mg_pgp_sig_trailer(const struct mg_pgp_sig *s, unsigned char out[MG_PGP_T
  */
 int mg_pgp_sig_armor(const struct mg_pgp_sig *s, const unsigned char digest_head[2],
 		     const struct mg_pgp_mpi *v, size_t n, struct mg_buf *out, struct mg_err *err);
+
+/*
+ * Take an ASCII-armored signature apart (RFC 4880 6.2; LF or CRLF): the
+ * packet bytes into out (room for max) and *ret_len, *ret_headers whether
+ * armor headers ("Comment: ...") came before the data.  MG_EINPUT for a
+ * malformed armor or a wrong checksum.  Pure.
+ */
+int mg_pgp_dearmor(const char *text, size_t len, unsigned char *out, size_t max, size_t *ret_len,
+		   bool *ret_headers, struct mg_err *err);
+
+/*
+ * Whether pkt[0..len) is a v4 binary-document signature packet with
+ * exactly the subpackets mg_pgp_sig_armor() writes: hashed the issuer
+ * fingerprint and the creation time, unhashed at most the issuer key id
+ * (so no notation, policy URL, expiry or other addition).  Pure.
+ */
+bool mg_pgp_sig_is_plain(const unsigned char *pkt, size_t len);
 
 /* The CRC-24 of the armor checksum (RFC 4880 6.1).  Pure. */
 uint32_t mg_pgp_crc24(const unsigned char *p, size_t n);

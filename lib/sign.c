@@ -320,6 +320,9 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 	struct agent *a = NULL;
 	gpgme_subkey_t sk;
 	char *fpr = NULL, micalg[MG_MICALG_MAX];
+	unsigned char pkt[2048];
+	size_t pkt_len = 0;
+	bool headers = false;
 	const char *why = NULL;
 	int hash = 0;
 
@@ -330,6 +333,17 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 	}
 	if (gpg_sign(s, probe, sizeof(probe) - 1, &sig, micalg, &fpr, &hash, &e) < 0) {
 		why = e.msg;
+		goto out;
+	}
+	/*
+	 * What gpg.conf adds to signatures ("comment", "sig-notation",
+	 * "sig-policy-url", "default-sig-expire", ...) the agent path would
+	 * leave out: then every signature goes through gpg, as configured.
+	 */
+	if (mg_pgp_dearmor(mg_buf_str(&sig), sig.len, pkt, sizeof(pkt), &pkt_len, &headers, &e) <
+		    0 ||
+	    headers || !mg_pgp_sig_is_plain(pkt, pkt_len)) {
+		why = "gpg adds armor headers or subpackets to its signatures (gpg.conf)";
 		goto out;
 	}
 	for (sk = s->key->subkeys; sk != NULL; sk = sk->next)

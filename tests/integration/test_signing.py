@@ -132,6 +132,19 @@ class SigningTest(unittest.TestCase):
                       "other than RSA and Ed25519)", err)
         self.assertEqual(len(self.checked_mails(gpg)), 1)
 
+    def test_what_gpg_conf_adds_to_signatures_keeps_signing_through_gpg(self):
+        gpg = GpgHome()
+        self.addCleanup(gpg.cleanup)
+        with open(os.path.join(gpg.home, "gpg.conf"), "w") as f:
+            f.write("sig-notation mailgen@example.org=test\n")
+        self.insert_groups(1)
+        err = self.cbmail(self.config(gpg))
+        self.assertIn("signing through gpg (gpg-agent directly is not possible: gpg adds "
+                      "armor headers or subpackets to its signatures (gpg.conf))", err)
+        mails = self.checked_mails(gpg)
+        self.assertEqual(len(mails), 1)
+        self.assertIn("mailgen@example.org=test", mails[0][1])
+
     def test_daemon_signs_on_when_the_agent_is_killed(self):
         gpg = self.home("ed25519")
         fallback = r"WARNING: signed through gpg: "

@@ -6,12 +6,14 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mg-alloc.h"
 #include "mg-buf.h"
 #include "pgp.h"
+#include "util.h"
 
 /* fingerprint 01 02 .. 14, so the key id is 0d 0e .. 14 */
 static void test_fpr(unsigned char fpr[MG_PGP_FPR_LEN])
@@ -80,73 +82,30 @@ static void test_sig_init_refuses_other_algorithms(void **state)
 	}
 }
 
-static int b64_value(char c)
-{
-	static const char digits[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const char *p = c != '\0' ? strchr(digits, c) : NULL;
-
-	return p != NULL ? (int)(p - digits) : -1;
-}
-
-/* Decode base64 text (no line breaks) into out; returns the byte count. */
-static size_t b64_decode(const char *s, size_t n, unsigned char *out)
-{
-	size_t o = 0;
-
-	assert_int_equal(n % 4, 0);
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-
-		for (int k = 0; k < 4; k++)
-			v[k] = s[i + k] == '=' ? 0 : b64_value(s[i + k]);
-		for (int k = 0; k < 4; k++)
-			assert_true(v[k] >= 0);
-		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		if (s[i + 2] != '=')
-			out[o++] = (unsigned char)(v[1] << 4 | v[2] >> 2);
-		if (s[i + 3] != '=')
-			out[o++] = (unsigned char)(v[2] << 6 | v[3]);
-	}
-	return o;
-}
-
 /*
- * Take an armored signature apart as RFC 4880 6.2 says: header line,
- * blank line, base64 lines of at most 64 characters, "=" and the CRC-24,
- * end line.  Returns the packet's bytes; checks the checksum.
+ * Take an armored signature apart: the layout mg_pgp_sig_armor() promises
+ * (header line, blank line, base64 lines of at most 64 characters, "=" and
+ * the CRC-24, end line; LF), then the packet through mg_pgp_dearmor().
  */
 static size_t dearmor(const char *text, unsigned char *pkt, size_t max)
 {
 	static const char begin[] = "-----BEGIN PGP SIGNATURE-----\n\n";
-	static const char end[] = "-----END PGP SIGNATURE-----\n";
-	char *b64 = calloc(1, strlen(text) + 1);
-	const char *p = text + strlen(begin);
-	size_t n = 0, len;
-	unsigned char crc[4];
-	uint32_t c;
+	static const char end[] = "\n-----END PGP SIGNATURE-----\n";
+	const char *p = text + strlen(begin), *crc;
+	struct mg_err err = { 0 };
+	bool headers = true;
+	size_t len = 0;
 
-	assert_non_null(b64);
 	assert_memory_equal(text, begin, strlen(begin));
-	while (*p != '=') {
-		const char *nl = strchr(p, '\n');
-
-		assert_non_null(nl);
-		assert_true(nl - p <= 64);
-		memcpy(b64 + n, p, (size_t)(nl - p));
-		n += (size_t)(nl - p);
-		p = nl + 1;
+	for (; *p != '='; p = strchr(p, '\n') + 1) {
+		assert_non_null(strchr(p, '\n'));
+		assert_true(strchr(p, '\n') - p <= 64);
 	}
-	assert_true(n / 4 * 3 <= max);
-	len = b64_decode(b64, n, pkt);
-	assert_int_equal(b64_decode(p + 1, 4, crc), 3);
-	assert_string_equal(p + 5, "\n-----END PGP SIGNATURE-----\n");
-	(void)end;
-	c = mg_pgp_crc24(pkt, len);
-	assert_int_equal(crc[0], c >> 16 & 0xff);
-	assert_int_equal(crc[1], c >> 8 & 0xff);
-	assert_int_equal(crc[2], c & 0xff);
-	free(b64);
+	crc = p;
+	assert_int_equal(strlen(crc), 5 + strlen(end));
+	assert_string_equal(crc + 5, end);
+	assert_int_equal(mg_pgp_dearmor(text, strlen(text), pkt, max, &len, &headers, &err), MG_OK);
+	assert_false(headers);
 	return len;
 }
 
@@ -378,6 +337,105 @@ static void test_parse_ed25519_sexp(void **state)
 	}
 }
 
+static void test_dearmor_refusals(void **state)
+{
+	static const char good[] = "-----BEGIN PGP SIGNATURE-----\n\nAQID\n=%s\n"
+				   "-----END PGP SIGNATURE-----\n";
+	unsigned char three[3] = { 1, 2, 3 }, out[64], crc[3];
+	char crc_text[5], text[256], bad[256];
+	struct mg_err err = { 0 };
+	bool headers;
+	size_t len;
+	uint32_t c = mg_pgp_crc24(three, 3);
+	static const struct {
+		const char *from, *to, *want;
+	} edits[] = {
+		{ "-----BEGIN PGP SIGNATURE-----", "-----BEGIN PGP MESSAGE-----", "no BEGIN" },
+		{ "-----END PGP SIGNATURE-----", "-----END PGP MESSAGE-----", "no END" },
+		{ "AQID", "AQ!D", "malformed base64" },
+		{ "AQID", "AQIE", "checksum mismatch" },
+		{ "AQID\n=", "AQID\n-", "no checksum line" },
+		{ "AQID", "AQI", "malformed base64" },
+	};
+
+	crc[0] = (unsigned char)(c >> 16);
+	crc[1] = (unsigned char)(c >> 8);
+	crc[2] = (unsigned char)c;
+	crc_text[mg_base64(crc_text, crc, 3)] = '\0';
+	(void)snprintf(text, sizeof(text), good, crc_text);
+	assert_int_equal(mg_pgp_dearmor(text, strlen(text), out, sizeof(out), &len, &headers, &err),
+			 MG_OK);
+	assert_int_equal(len, 3);
+	assert_memory_equal(out, three, 3);
+	assert_false(headers);
+	/* armor headers are reported; CRLF line ends are taken */
+	(void)snprintf(text, sizeof(text),
+		       "-----BEGIN PGP SIGNATURE-----\r\nComment: x\r\n\r\nAQID\r\n=%s\r\n"
+		       "-----END PGP SIGNATURE-----\r\n",
+		       crc_text);
+	assert_int_equal(mg_pgp_dearmor(text, strlen(text), out, sizeof(out), &len, &headers, &err),
+			 MG_OK);
+	assert_true(headers);
+	assert_int_equal(len, 3);
+	/* no room */
+	(void)snprintf(text, sizeof(text), good, crc_text);
+	assert_int_equal(mg_pgp_dearmor(text, strlen(text), out, 2, &len, &headers, &err),
+			 MG_EINPUT);
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+		const char *at = strstr(text, edits[i].from);
+		size_t k = (size_t)(at - text);
+
+		assert_non_null(at);
+		(void)snprintf(bad, sizeof(bad), "%.*s%s%s", (int)k, text, edits[i].to,
+			       at + strlen(edits[i].from));
+		assert_int_equal(
+			mg_pgp_dearmor(bad, strlen(bad), out, sizeof(out), &len, &headers, &err),
+			MG_EINPUT);
+		if (strstr(err.msg, edits[i].want) == NULL)
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, edits[i].want);
+	}
+}
+
+static void test_sig_is_plain(void **state)
+{
+	static const unsigned char r[] = { 1 }, sv[] = { 2 };
+	const struct mg_pgp_mpi v[2] = { { r, 1 }, { sv, 1 } };
+	const unsigned char head[2] = { 0, 0 };
+	unsigned char fpr[MG_PGP_FPR_LEN], pkt[512], odd[600];
+	struct mg_buf out = MG_BUF_INIT(4096);
+	struct mg_err err = { 0 };
+	struct mg_pgp_sig s;
+	size_t n, h;
+
+	test_fpr(fpr);
+	assert_int_equal(mg_pgp_sig_init(&s, MG_PGP_PK_EDDSA, MG_PGP_HASH_SHA256, 7, fpr, &err),
+			 MG_OK);
+	assert_int_equal(mg_pgp_sig_armor(&s, head, v, 2, &out, &err), MG_OK);
+	n = dearmor(mg_buf_str(&out), pkt, sizeof(pkt));
+	assert_true(mg_pgp_sig_is_plain(pkt, n));
+	/* truncated, or a new-format header */
+	assert_false(mg_pgp_sig_is_plain(pkt, n - 1));
+	memcpy(odd, pkt, n);
+	odd[0] = 0xc2;
+	assert_false(mg_pgp_sig_is_plain(odd, n));
+	/* a notation (type 20, 8 bytes) added to the hashed subpackets */
+	h = 2 + s.hashed_len;
+	memcpy(odd, pkt, h);
+	memcpy(odd + h, "\x09\x14\x80\0\0\0\0\0\0", 9);
+	memcpy(odd + h + 9, pkt + h, n - h);
+	odd[1] = (unsigned char)(n + 9 - 2);
+	odd[2 + 5] = (unsigned char)(odd[2 + 5] + 9);
+	assert_false(mg_pgp_sig_is_plain(odd, n + 9));
+	/* the same bytes as an unhashed subpacket */
+	memcpy(odd, pkt, h + 2);
+	memcpy(odd + h + 2, "\x09\x14\x80\0\0\0\0\0\0", 9);
+	memcpy(odd + h + 11, pkt + h + 2, n - h - 2);
+	odd[1] = (unsigned char)(n + 9 - 2);
+	odd[h + 1] = (unsigned char)(odd[h + 1] + 9);
+	assert_false(mg_pgp_sig_is_plain(odd, n + 9));
+	mg_buf_release(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +448,8 @@ int main(void)
 		cmocka_unit_test(test_armor_torture),
 		cmocka_unit_test(test_parse_sig_sexp_table),
 		cmocka_unit_test(test_parse_ed25519_sexp),
+		cmocka_unit_test(test_dearmor_refusals),
+		cmocka_unit_test(test_sig_is_plain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
