@@ -15,7 +15,6 @@
 #define ARMOR_LINE     64   /* base64 characters per line, as gpg */
 #define CRC24_INIT     0xB704CEu
 #define CRC24_POLY     0x1864CFBu
-#define SEXP_DEPTH_MAX 4
 
 static bool pk_known(int a)
 {
@@ -367,7 +366,7 @@ bool mg_pgp_sig_is_plain(const unsigned char *pkt, size_t len)
 
 /*
  * One token of a canonical S-expression at *pos: '(' or ')' (returned as
- * is, *ret_len 0) or an atom "len:bytes" (returns 'a', *ret_p and *ret_len the
+ * is, *ret_p and *ret_len untouched) or an atom "len:bytes" (returns 'a', *ret_p and *ret_len the
  * bytes).  0 at the end or on a malformed token.
  */
 static int sexp_next(const unsigned char *buf, size_t len, size_t *pos, const unsigned char **ret_p,
@@ -379,9 +378,10 @@ static int sexp_next(const unsigned char *buf, size_t len, size_t *pos, const un
 		return 0;
 	if (buf[i] == '(' || buf[i] == ')') {
 		*pos = i + 1;
-		*ret_len = 0;
 		return buf[i];
 	}
+	if (buf[i] == '0' && i + 1 < len && buf[i + 1] != ':')
+		return 0; /* "03:": not canonical */
 	for (; i < len && buf[i] >= '0' && buf[i] <= '9'; i++) {
 		n = n * 10 + (size_t)(buf[i] - '0');
 		if (n > len)
@@ -402,53 +402,39 @@ static bool atom_is(const unsigned char *p, size_t n, const char *s)
 
 /*
  * The values of the (name value) lists in (top (algo ...)), a canonical
- * S-expression filling all of buf: found[k] for names[k], {NULL, 0} when
- * absent.  Returns false when buf is not of that shape.
+ * S-expression filling all of buf and of exactly that shape: found[k] for
+ * names[k], {NULL, 0} when absent.  Returns false for any other shape and
+ * for a name given twice.
  */
 static bool sexp_values(const unsigned char *buf, size_t len, const char *top, const char *algo,
 			const char *const *names, size_t n_names, struct mg_pgp_mpi *found)
 {
 	const unsigned char *p = NULL, *name = NULL;
-	size_t pos = 0, n = 0, name_len = 0, depth = 0, atoms = 0;
+	size_t pos = 0, n = 0, name_len = 0;
 	int t;
 
 	for (size_t k = 0; k < n_names; k++)
 		found[k] = (struct mg_pgp_mpi){ NULL, 0 };
-	/* depth 1: top; 2: the algorithm; 3: (name value) */
-	while ((t = sexp_next(buf, len, &pos, &p, &n)) != 0) {
-		if (t == '(') {
-			if (++depth > SEXP_DEPTH_MAX)
+	if (sexp_next(buf, len, &pos, &p, &n) != '(' || sexp_next(buf, len, &pos, &p, &n) != 'a' ||
+	    !atom_is(p, n, top) || sexp_next(buf, len, &pos, &p, &n) != '(' ||
+	    sexp_next(buf, len, &pos, &p, &n) != 'a' || !atom_is(p, n, algo))
+		return false;
+	while ((t = sexp_next(buf, len, &pos, &p, &n)) == '(') {
+		if (sexp_next(buf, len, &pos, &name, &name_len) != 'a' ||
+		    sexp_next(buf, len, &pos, &p, &n) != 'a' ||
+		    sexp_next(buf, len, &pos, &p, &n) != ')')
+			return false;
+		/* p and n: the value, kept by the ')' token */
+		for (size_t k = 0; k < n_names; k++) {
+			if (!atom_is(name, name_len, names[k]))
+				continue;
+			if (found[k].p != NULL)
 				return false;
-			atoms = 0;
-			continue;
-		}
-		if (t == ')') {
-			if (depth == 0)
-				return false;
-			if (--depth == 0)
-				return pos == len;
-			atoms = 2; /* what follows a sublist in a list is not its name */
-			continue;
-		}
-		if (depth == 0)
-			return false;
-		atoms++;
-		if (depth == 1 && atoms == 1 && !atom_is(p, n, top))
-			return false;
-		if (depth == 2 && atoms == 1 && !atom_is(p, n, algo))
-			return false;
-		if (depth == 3 && atoms == 1) {
-			name = p;
-			name_len = n;
-		} else if (depth == 3 && atoms == 2) {
-			for (size_t k = 0; k < n_names; k++)
-				if (atom_is(name, name_len, names[k]) && found[k].p == NULL) {
-					found[k].p = p;
-					found[k].len = n;
-				}
+			found[k].p = p;
+			found[k].len = n;
 		}
 	}
-	return false;
+	return t == ')' && sexp_next(buf, len, &pos, &p, &n) == ')' && pos == len;
 }
 
 int mg_pgp_parse_sig_sexp(const unsigned char *buf, size_t len, int pk_algo, struct mg_pgp_mpi v[2],
@@ -471,6 +457,23 @@ int mg_pgp_parse_sig_sexp(const unsigned char *buf, size_t len, int pk_algo, str
 		v[k] = found[k];
 	}
 	*ret_n = want;
+	return MG_OK;
+}
+
+int mg_pgp_parse_rsa_sexp(const unsigned char *buf, size_t len, struct mg_pgp_mpi *ret_n,
+			  struct mg_pgp_mpi *ret_e, struct mg_err *err)
+{
+	static const char *const names[] = { "n", "e" };
+	struct mg_pgp_mpi found[2];
+
+	if (!sexp_values(buf, len, "public-key", "rsa", names, 2, found))
+		return mg_err_set(
+			err, MG_EINPUT,
+			"gpg-agent's public key is not a well-formed (public-key (rsa ...))");
+	if (found[0].p == NULL || found[0].len == 0 || found[1].p == NULL || found[1].len == 0)
+		return mg_err_set(err, MG_EINPUT, "gpg-agent's RSA public key lacks 'n' or 'e'");
+	*ret_n = found[0];
+	*ret_e = found[1];
 	return MG_OK;
 }
 

@@ -100,4 +100,12 @@ int mg_pgp_parse_sig_sexp(const unsigned char *buf, size_t len, int pk_algo, str
 int mg_pgp_parse_ed25519_sexp(const unsigned char *buf, size_t len,
 			      unsigned char ret_q[MG_PGP_ED25519_LEN], struct mg_err *err);
 
+/*
+ * The modulus and exponent in gpg-agent's READKEY answer for an RSA key,
+ * (10:public-key(3:rsa(1:n...)(1:e...))), pointing into buf.  MG_EINPUT
+ * for anything else.  Pure.
+ */
+int mg_pgp_parse_rsa_sexp(const unsigned char *buf, size_t len, struct mg_pgp_mpi *ret_n,
+			  struct mg_pgp_mpi *ret_e, struct mg_err *err);
+
 #endif /* MG_PGP_H */

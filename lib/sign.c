@@ -9,12 +9,17 @@
 #include <time.h>
 
 #include <gpgme.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
 
 #include "pgp.h"
 #include "sign.h"
 
 #define AGENT_ANSWER_MAX 4096 /* a PKSIGN answer: RSA 8192 is about 1,050 bytes */
+#define KEY_RECHECK_SEC	 300  /* how often the key is looked up again (revoked?) */
 
 /*
  * Signing without gpg (docs/signing.md): the signature packet is built
@@ -33,8 +38,11 @@ struct agent {
 	int pk_algo;   /* MG_PGP_PK_* */
 	int hash_algo; /* MG_PGP_HASH_*, what gpg chose for the key */
 	const EVP_MD *md;
-	EVP_PKEY *pub; /* Ed25519: to check each signature, as gpg does */
+	EVP_PKEY *pub;	/* to check each signature, as gpg checks what it makes */
+	size_t sig_len; /* RSA: the modulus' bytes, the length OpenSSL checks */
 	char micalg[MG_MICALG_MAX];
+	time_t not_after;  /* the key's or subkey's expiry (0: none): gpg from then on */
+	time_t checked_at; /* when the key was last looked up (revoked, disabled?) */
 	/* the answer being read */
 	unsigned char answer[AGENT_ANSWER_MAX];
 	size_t answer_len;
@@ -103,6 +111,8 @@ static gpgme_error_t agent_data(void *opaque, const void *data, size_t len)
 {
 	struct agent *a = opaque;
 
+	if (len == 0)
+		return 0;
 	if (len > sizeof(a->answer) - a->answer_len) {
 		a->answer_overflow = true;
 		return 0;
@@ -120,10 +130,14 @@ static gpgme_error_t agent_inquire(void *opaque, const char *name, const char *a
 	(void)name;
 	(void)args;
 	*r_data = NULL;
-	return gpg_error(GPG_ERR_CANCELED);
+	return gpg_error(GPG_ERR_ASS_CANCELED); /* gpgme answers CAN for this one */
 }
 
-/* One Assuan command; its data (D lines, unescaped) lands in a->answer. */
+/*
+ * One Assuan command; its data (D lines, unescaped) lands in a->answer.
+ * MG_ETEMP when the connection failed, MG_EREJECT when the agent answered
+ * with an error (no such key, a passphrase needed, a card missing, ...).
+ */
 static int agent_cmd(struct agent *a, const char *cmd, struct mg_err *err)
 {
 	gpgme_error_t e, op = 0;
@@ -133,11 +147,12 @@ static int agent_cmd(struct agent *a, const char *cmd, struct mg_err *err)
 	a->answer_overflow = false;
 	e = gpgme_op_assuan_transact_ext(a->ctx, cmd, agent_data, a, agent_inquire, a, NULL, NULL,
 					 &op);
-	if (e == 0)
-		e = op;
 	if (e != 0)
 		return mg_err_set(err, MG_ETEMP, "gpg-agent: %.12s: %s", cmd,
 				  gerr(e, ebuf, sizeof(ebuf)));
+	if (op != 0)
+		return mg_err_set(err, MG_EREJECT, "gpg-agent refused %.12s: %s", cmd,
+				  gerr(op, ebuf, sizeof(ebuf)));
 	if (a->answer_overflow)
 		return mg_err_set(err, MG_EINPUT, "gpg-agent: %.12s: answer too long", cmd);
 	return MG_OK;
@@ -193,39 +208,74 @@ out:
 	return r;
 }
 
-/* Check an Ed25519 signature (r, s) over digest, as gpg checks what it makes. */
+/* v without its leading zero bytes */
+static struct mg_pgp_mpi mpi_trim(struct mg_pgp_mpi v)
+{
+	while (v.len > 0 && v.p[0] == 0) {
+		v.p++;
+		v.len--;
+	}
+	return v;
+}
+
+/*
+ * Check the signature values v over digest with the public key, as gpg
+ * checks the signatures it makes: a fault in the signing (a bad card, a
+ * glitch) must not send out a bad signature.  Ed25519: (r, s) over the
+ * digest as the message, as gpg-agent signs it; RSA: PKCS #1 v1.5 with
+ * the hash.
+ */
 static int agent_check(struct agent *a, const unsigned char *digest, size_t dlen,
 		       const struct mg_pgp_mpi *v, struct mg_err *err)
 {
-	unsigned char rs[2 * MG_PGP_ED25519_LEN] = { 0 };
+	unsigned char buf[2 * MG_PGP_ED25519_LEN + 1024] = { 0 };
+	size_t blen = a->pk_algo == MG_PGP_PK_EDDSA ? 2 * MG_PGP_ED25519_LEN : a->sig_len;
+	size_t each = a->pk_algo == MG_PGP_PK_EDDSA ? MG_PGP_ED25519_LEN : a->sig_len;
+	size_t n = a->pk_algo == MG_PGP_PK_EDDSA ? 2 : 1;
 	EVP_MD_CTX *c = NULL;
+	EVP_PKEY_CTX *pc = NULL;
 	int ok = 0;
 
-	for (size_t k = 0; k < 2; k++) {
-		if (v[k].len > MG_PGP_ED25519_LEN)
-			return mg_err_set(err, MG_EINPUT, "gpg-agent: Ed25519 value too long");
-		memcpy(rs + k * MG_PGP_ED25519_LEN + MG_PGP_ED25519_LEN - v[k].len, v[k].p,
-		       v[k].len);
+	if (blen > sizeof(buf))
+		return mg_err_set(err, MG_EINPUT, "gpg-agent: signature too long");
+	for (size_t k = 0; k < n; k++) {
+		struct mg_pgp_mpi t = mpi_trim(v[k]);
+
+		if (t.len > each)
+			return mg_err_set(err, MG_EINPUT, "gpg-agent: signature value too long");
+		memcpy(buf + k * each + each - t.len, t.p, t.len);
 	}
-	c = EVP_MD_CTX_new();
-	if (c == NULL)
-		return mg_err_set(err, MG_ENOMEM, "out of memory");
-	if (EVP_DigestVerifyInit(c, NULL, NULL, NULL, a->pub) == 1)
-		ok = EVP_DigestVerify(c, rs, sizeof(rs), digest, dlen) == 1;
-	EVP_MD_CTX_free(c);
+	if (a->pk_algo == MG_PGP_PK_EDDSA) {
+		c = EVP_MD_CTX_new();
+		if (c == NULL)
+			return mg_err_set(err, MG_ENOMEM, "out of memory");
+		if (EVP_DigestVerifyInit(c, NULL, NULL, NULL, a->pub) == 1)
+			ok = EVP_DigestVerify(c, buf, blen, digest, dlen) == 1;
+		EVP_MD_CTX_free(c);
+	} else {
+		pc = EVP_PKEY_CTX_new(a->pub, NULL);
+		if (pc == NULL)
+			return mg_err_set(err, MG_ENOMEM, "out of memory");
+		if (EVP_PKEY_verify_init(pc) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
+		    EVP_PKEY_CTX_set_signature_md(pc, a->md) == 1)
+			ok = EVP_PKEY_verify(pc, buf, blen, digest, dlen) == 1;
+		EVP_PKEY_CTX_free(pc);
+	}
 	if (!ok)
 		return mg_err_set(err, MG_EINPUT,
-				  "gpg-agent made an Ed25519 signature that does not verify");
+				  "gpg-agent made a signature that does not verify");
 	return MG_OK;
 }
 
 /*
  * Sign data[0..len) by asking the agent for the private-key operation
- * only.  MG_ETEMP when the agent cannot be reached, MG_EINPUT for an
- * answer that is not a good signature.
+ * only, appending the armored signature to sig.  MG_ETEMP when the agent
+ * cannot be reached; *ret_give_up set when it refused or its answer is no
+ * good signature (this key is then better signed through gpg).
  */
 static int agent_sign(struct agent *a, const char *data, size_t len, struct mg_buf *sig,
-		      struct mg_err *err)
+		      bool *ret_give_up, struct mg_err *err)
 {
 	unsigned char trailer[MG_PGP_TRAILER_MAX], digest[EVP_MAX_MD_SIZE];
 	char cmd[32 + 2 * EVP_MAX_MD_SIZE];
@@ -236,8 +286,10 @@ static int agent_sign(struct agent *a, const char *data, size_t len, struct mg_b
 	size_t tlen, n = 0, k;
 	int r;
 
-	if (a->ctx == NULL && (r = agent_connect(a, err)) < 0)
+	if (a->ctx == NULL && (r = agent_connect(a, err)) < 0) {
+		*ret_give_up = r == MG_EREJECT;
 		return r;
+	}
 	r = mg_pgp_sig_init(&ps, a->pk_algo, a->hash_algo, (uint32_t)time(NULL), a->fpr, err);
 	if (r < 0)
 		return r;
@@ -251,6 +303,8 @@ static int agent_sign(struct agent *a, const char *data, size_t len, struct mg_b
 	}
 	(void)snprintf(cmd, sizeof(cmd), "SIGKEY %s", a->keygrip);
 	r = agent_cmd(a, cmd, err);
+	if (r == MG_EREJECT)
+		*ret_give_up = true;
 	if (r < 0)
 		goto out;
 	k = (size_t)snprintf(cmd, sizeof(cmd), "SETHASH %d ", a->hash_algo);
@@ -261,8 +315,12 @@ static int agent_sign(struct agent *a, const char *data, size_t len, struct mg_b
 		r = agent_cmd(a, "PKSIGN", err);
 	if (r == MG_OK)
 		r = mg_pgp_parse_sig_sexp(a->answer, a->answer_len, a->pk_algo, v, &n, err);
-	if (r == MG_OK && a->pub != NULL)
+	if (r == MG_OK)
 		r = agent_check(a, digest, dlen, v, err);
+	if (r == MG_EINPUT || r == MG_EREJECT) {
+		*ret_give_up = true;
+		goto out;
+	}
 	if (r == MG_OK)
 		r = mg_pgp_sig_armor(&ps, digest, v, n, sig, err);
 out:
@@ -306,6 +364,98 @@ out:
 	return ok;
 }
 
+/* The earlier of the key's and the signing subkey's expiry; 0: never. */
+static time_t key_not_after(gpgme_key_t key, gpgme_subkey_t sk)
+{
+	time_t t = 0;
+
+	if (key->subkeys != NULL && key->subkeys->expires > 0)
+		t = (time_t)key->subkeys->expires;
+	if (sk->expires > 0 && (t == 0 || (time_t)sk->expires < t))
+		t = (time_t)sk->expires;
+	return t;
+}
+
+/* The public key of the keygrip from the agent, to check each signature with. */
+static int agent_public_key(struct agent *a, struct mg_err *err)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *pc = NULL;
+	BIGNUM *bn_n = NULL, *bn_e = NULL;
+	char cmd[64];
+	int r;
+
+	(void)snprintf(cmd, sizeof(cmd), "READKEY %s", a->keygrip);
+	r = agent_cmd(a, cmd, err);
+	if (r < 0)
+		return r;
+	if (a->pk_algo == MG_PGP_PK_EDDSA) {
+		unsigned char q[MG_PGP_ED25519_LEN];
+
+		r = mg_pgp_parse_ed25519_sexp(a->answer, a->answer_len, q, err);
+		if (r < 0)
+			return r;
+		a->pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, q, sizeof(q));
+		return a->pub != NULL ? MG_OK
+				      : mg_err_set(err, MG_EINPUT,
+						   "OpenSSL does not take the Ed25519 key");
+	}
+	{
+		struct mg_pgp_mpi n, e;
+
+		r = mg_pgp_parse_rsa_sexp(a->answer, a->answer_len, &n, &e, err);
+		if (r < 0)
+			return r;
+		n = mpi_trim(n);
+		a->sig_len = n.len;
+		bn_n = BN_bin2bn(n.p, (int)n.len, NULL);
+		bn_e = BN_bin2bn(e.p, (int)e.len, NULL);
+	}
+	bld = OSSL_PARAM_BLD_new();
+	pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	if (bn_n == NULL || bn_e == NULL || bld == NULL || pc == NULL ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) != 1 ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL || EVP_PKEY_fromdata_init(pc) != 1 ||
+	    EVP_PKEY_fromdata(pc, &a->pub, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		r = mg_err_set(err, MG_EINPUT, "OpenSSL does not take the RSA key");
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(pc);
+	BN_free(bn_n);
+	BN_free(bn_e);
+	return r;
+}
+
+/*
+ * Whether the signer's key may still sign: not expired (checked at every
+ * signature) and, looked up again every KEY_RECHECK_SEC, not revoked or
+ * disabled, as gpg checks at every signature.
+ */
+static bool agent_key_usable(struct mg_signer *s, const char **ret_why)
+{
+	struct agent *a = s->agent;
+	time_t now = time(NULL);
+	gpgme_key_t k = NULL;
+	bool ok;
+
+	if (a->not_after != 0 && now >= a->not_after) {
+		*ret_why = "the key has expired";
+		return false;
+	}
+	if (now - a->checked_at < KEY_RECHECK_SEC && now >= a->checked_at)
+		return true;
+	a->checked_at = now;
+	if (gpgme_get_key(s->ctx, s->key->subkeys->fpr, &k, 1) != 0 || k == NULL)
+		return true; /* not found just now: gpg would say more; keep going */
+	ok = k->can_sign && !k->revoked && !k->expired && !k->disabled;
+	gpgme_key_unref(k);
+	if (!ok)
+		*ret_why = "the key was revoked, disabled or expired";
+	return ok;
+}
+
 /*
  * Set up signing through the agent for s when its key allows it, else
  * leave s->agent NULL and say why in s->agent_note.  The probe signature
@@ -322,7 +472,7 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 	char *fpr = NULL, micalg[MG_MICALG_MAX];
 	unsigned char pkt[2048];
 	size_t pkt_len = 0;
-	bool headers = false;
+	bool headers = false, give_up = false;
 	const char *why = NULL;
 	int hash = 0;
 
@@ -341,8 +491,11 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 	 * leave out: then every signature goes through gpg, as configured.
 	 */
 	if (mg_pgp_dearmor(mg_buf_str(&sig), sig.len, pkt, sizeof(pkt), &pkt_len, &headers, &e) <
-		    0 ||
-	    headers || !mg_pgp_sig_is_plain(pkt, pkt_len)) {
+	    0) {
+		why = e.msg; /* not what gpg 2.2 writes: leave it to gpg */
+		goto out;
+	}
+	if (headers || !mg_pgp_sig_is_plain(pkt, pkt_len)) {
 		why = "gpg adds armor headers or subpackets to its signatures (gpg.conf)";
 		goto out;
 	}
@@ -355,7 +508,7 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 		goto out;
 	}
 	memcpy(a->keygrip, sk->keygrip, 41);
-	if (sk->pubkey_algo == GPGME_PK_RSA || sk->pubkey_algo == GPGME_PK_RSA_S)
+	if (sk->pubkey_algo == GPGME_PK_RSA) /* not the deprecated sign-only RSA (3) */
 		a->pk_algo = MG_PGP_PK_RSA;
 	else if (sk->pubkey_algo == GPGME_PK_EDDSA && sk->curve != NULL &&
 		 strcasecmp(sk->curve, "ed25519") == 0)
@@ -375,28 +528,15 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 		goto out;
 	}
 	memcpy(a->micalg, micalg, sizeof(a->micalg));
-	if (agent_find(a, gnupg_home, &e) < 0 || agent_connect(a, &e) < 0) {
+	a->not_after = key_not_after(s->key, sk);
+	a->checked_at = time(NULL);
+	if (agent_find(a, gnupg_home, &e) < 0 || agent_connect(a, &e) < 0 ||
+	    agent_public_key(a, &e) < 0) {
 		why = e.msg;
 		goto out;
 	}
-	if (a->pk_algo == MG_PGP_PK_EDDSA) {
-		unsigned char q[MG_PGP_ED25519_LEN];
-		char cmd[64];
-
-		(void)snprintf(cmd, sizeof(cmd), "READKEY %s", a->keygrip);
-		if (agent_cmd(a, cmd, &e) < 0 ||
-		    mg_pgp_parse_ed25519_sexp(a->answer, a->answer_len, q, &e) < 0) {
-			why = e.msg;
-			goto out;
-		}
-		a->pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, q, sizeof(q));
-		if (a->pub == NULL) {
-			why = "OpenSSL does not take the Ed25519 key";
-			goto out;
-		}
-	}
 	mg_buf_reset(&sig);
-	if (agent_sign(a, probe, sizeof(probe) - 1, &sig, &e) < 0) {
+	if (agent_sign(a, probe, sizeof(probe) - 1, &sig, &give_up, &e) < 0) {
 		why = e.msg;
 		goto out;
 	}
@@ -573,22 +713,40 @@ out:
 	return r;
 }
 
+/* Sign through gpg from now on; why goes into the notes. */
+static void agent_give_up(struct mg_signer *s, const char *why)
+{
+	(void)snprintf(s->agent_note, sizeof(s->agent_note),
+		       "gpg (gpg-agent directly was given up: %.200s)", why);
+	(void)snprintf(s->fallback, sizeof(s->fallback),
+		       "%.200s; every signature goes through gpg from now on", why);
+	agent_free(s->agent);
+	s->agent = NULL;
+}
+
 int mg_sign_detached(struct mg_signer *s, const char *data, size_t len, struct mg_buf *sig,
 		     char *micalg, struct mg_err *err)
 {
 	struct mg_err e = { 0 };
+	const char *why = NULL;
 	size_t mark = sig->len;
+	bool give_up = false;
 	int r;
 
+	if (s->agent != NULL && !agent_key_usable(s, &why))
+		agent_give_up(s, why); /* gpg refuses it with its own message */
 	if (s->agent == NULL)
 		return gpg_sign(s, data, len, sig, micalg, NULL, NULL, err);
-	r = agent_sign(s->agent, data, len, sig, &e);
+	r = agent_sign(s->agent, data, len, sig, &give_up, &e);
 	if (r == MG_OK) {
 		memcpy(micalg, s->agent->micalg, MG_MICALG_MAX);
 		return MG_OK;
 	}
 	mg_buf_truncate(sig, mark);
-	if (r == MG_ETEMP) {
+	if (give_up) {
+		/* refused, or an answer that is no good signature */
+		agent_give_up(s, e.msg);
+	} else if (r == MG_ETEMP) {
 		/*
 		 * The agent went away (restarted, killed): this signature through
 		 * gpg, which starts an agent again; the next over a new connection.
@@ -598,14 +756,6 @@ int mg_sign_detached(struct mg_signer *s, const char *data, size_t len, struct m
 		s->agent->ctx = NULL;
 		(void)snprintf(s->fallback, sizeof(s->fallback),
 			       "%.200s; the next signature tries gpg-agent again", e.msg);
-	} else if (r == MG_EINPUT) {
-		/* an answer we cannot use, or a signature that does not verify */
-		(void)snprintf(s->agent_note, sizeof(s->agent_note),
-			       "gpg (gpg-agent directly was given up: %.200s)", e.msg);
-		(void)snprintf(s->fallback, sizeof(s->fallback),
-			       "%.200s; every signature goes through gpg from now on", e.msg);
-		agent_free(s->agent);
-		s->agent = NULL;
 	} else {
 		return mg_err_set(err, r, "%s", e.msg);
 	}

@@ -28,9 +28,10 @@ int mg_sign_global_init(struct mg_err *err);
  * With via_agent, signatures are made without gpg where the key allows
  * (v4 RSA and Ed25519 keys): the packet is built here and gpg-agent only
  * does the private-key operation (docs/signing.md).  This is set up only
- * when a signature made so verifies in gpg at once; otherwise, and after
- * an answer of the agent that is not a good signature, every signature
- * goes through gpg.  mg_sign_method() says which way it is.
+ * when a signature made so verifies in gpg at once; otherwise, and once
+ * the agent refused, gave an answer that is not a good signature (every
+ * signature is checked), or the key expired or was revoked, every
+ * signature goes through gpg.  mg_sign_method() says which way it is.
  */
 int mg_sign_new(const char *gnupg_home, const char *key, bool via_agent, struct mg_signer **ret,
 		struct mg_err *err);

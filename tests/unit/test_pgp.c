@@ -257,8 +257,17 @@ static const struct sexp_case {
 	/* lists other than (name value) and unknown names are passed over */
 	{ "(7:sig-val(3:rsa(5:flags5:pkcs1)(1:x1:y)(1:s3:abc)))", MG_PGP_PK_RSA, MG_OK, "abc",
 	  NULL },
-	/* the first of two values of a name */
-	{ "(7:sig-val(3:rsa(1:s2:ab)(1:s2:cd)))", MG_PGP_PK_RSA, MG_OK, "ab", NULL },
+	/* a name twice, lists without their names, more than one algorithm */
+	{ "(7:sig-val(3:rsa(1:s2:ab)(1:s2:cd)))", MG_PGP_PK_RSA, MG_EINPUT, "not a well-formed",
+	  NULL },
+	{ "(((1:s3:abc)))", MG_PGP_PK_RSA, MG_EINPUT, "not a well-formed", NULL },
+	{ "(7:sig-val((1:s3:abc)))", MG_PGP_PK_RSA, MG_EINPUT, "not a well-formed", NULL },
+	{ "(7:sig-val(3:rsa(1:s3:abc))(3:rsa(1:s3:abd)))", MG_PGP_PK_RSA, MG_EINPUT,
+	  "not a well-formed", NULL },
+	{ "(7:sig-val(3:rsa1:x(1:s3:abc)))", MG_PGP_PK_RSA, MG_EINPUT, "not a well-formed", NULL },
+	{ "(7:sig-val(3:rsa(1:s3:abc1:x)))", MG_PGP_PK_RSA, MG_EINPUT, "not a well-formed", NULL },
+	/* lengths with a leading zero are not canonical */
+	{ "(7:sig-val(3:rsa(1:s03:abc)))", MG_PGP_PK_RSA, MG_EINPUT, "not a well-formed", NULL },
 	{ "(7:sig-val(5:eddsa(1:r1:a)(1:s1:b)))", MG_PGP_PK_RSA, MG_EINPUT,
 	  "not a well-formed (sig-val (rsa", NULL },
 	{ "(7:sig-val(5:eddsa(1:r2:ab)))", MG_PGP_PK_EDDSA, MG_EINPUT, "lacks 's'", NULL },
@@ -396,6 +405,29 @@ static void test_dearmor_refusals(void **state)
 	}
 }
 
+/*
+ * Copy pkt[0..n) (a packet with a one-byte length) into out with the
+ * bytes [at, at + del) replaced by sub[0..add), fixing the packet's length
+ * and the subpacket area's 2-byte length at body offset len_at.  Returns
+ * the new length.
+ */
+static size_t edit_packet(const unsigned char *pkt, size_t n, size_t at, size_t del,
+			  const void *sub, size_t add, size_t len_at, unsigned char *out)
+{
+	size_t area, m = n - del + add;
+
+	assert_int_equal(pkt[0], 0x88);
+	assert_true(m - 2 <= 255);
+	memcpy(out, pkt, at);
+	memcpy(out + at, sub, add);
+	memcpy(out + at + add, pkt + at + del, n - at - del);
+	out[1] = (unsigned char)(m - 2);
+	area = ((size_t)out[2 + len_at] << 8 | out[3 + len_at]) - del + add;
+	out[2 + len_at] = (unsigned char)(area >> 8);
+	out[3 + len_at] = (unsigned char)area;
+	return m;
+}
+
 static void test_sig_is_plain(void **state)
 {
 	static const unsigned char r[] = { 1 }, sv[] = { 2 };
@@ -405,7 +437,7 @@ static void test_sig_is_plain(void **state)
 	struct mg_buf out = MG_BUF_INIT(4096);
 	struct mg_err err = { 0 };
 	struct mg_pgp_sig s;
-	size_t n, h;
+	size_t n, h, m;
 
 	test_fpr(fpr);
 	assert_int_equal(mg_pgp_sig_init(&s, MG_PGP_PK_EDDSA, MG_PGP_HASH_SHA256, 7, fpr, &err),
@@ -418,22 +450,57 @@ static void test_sig_is_plain(void **state)
 	memcpy(odd, pkt, n);
 	odd[0] = 0xc2;
 	assert_false(mg_pgp_sig_is_plain(odd, n));
-	/* a notation (type 20, 8 bytes) added to the hashed subpackets */
-	h = 2 + s.hashed_len;
-	memcpy(odd, pkt, h);
-	memcpy(odd + h, "\x09\x14\x80\0\0\0\0\0\0", 9);
-	memcpy(odd + h + 9, pkt + h, n - h);
-	odd[1] = (unsigned char)(n + 9 - 2);
-	odd[2 + 5] = (unsigned char)(odd[2 + 5] + 9);
-	assert_false(mg_pgp_sig_is_plain(odd, n + 9));
-	/* the same bytes as an unhashed subpacket */
-	memcpy(odd, pkt, h + 2);
-	memcpy(odd + h + 2, "\x09\x14\x80\0\0\0\0\0\0", 9);
-	memcpy(odd + h + 11, pkt + h + 2, n - h - 2);
-	odd[1] = (unsigned char)(n + 9 - 2);
-	odd[h + 1] = (unsigned char)(odd[h + 1] + 9);
-	assert_false(mg_pgp_sig_is_plain(odd, n + 9));
+	/*
+	 * Edited packets, each well-formed (10-byte subpackets: length 9, the
+	 * type, 8 bytes): without the unhashed key id it is still plain; with
+	 * a notation (type 20) hashed or unhashed, a creation time unhashed, or
+	 * the key id hashed, it is not.
+	 */
+	h = 2 + s.hashed_len; /* the unhashed area's length, then the area */
+	m = edit_packet(pkt, n, h + 2, 10, "", 0, s.hashed_len, odd);
+	assert_true(mg_pgp_sig_is_plain(odd, m));
+	m = edit_packet(pkt, n, h, 0, "\x09\x14\x80\0\0\0\0\0\0\0", 10, 4, odd);
+	assert_false(mg_pgp_sig_is_plain(odd, m));
+	m = edit_packet(pkt, n, h + 2, 0, "\x09\x14\x80\0\0\0\0\0\0\0", 10, s.hashed_len, odd);
+	assert_false(mg_pgp_sig_is_plain(odd, m));
+	m = edit_packet(pkt, n, h + 2, 0, "\x05\x02\0\0\0\1", 6, s.hashed_len, odd);
+	assert_false(mg_pgp_sig_is_plain(odd, m));
+	m = edit_packet(pkt, n, h, 0, "\x09\x10KEYIDKEY", 10, 4, odd);
+	assert_false(mg_pgp_sig_is_plain(odd, m));
 	mg_buf_release(&out);
+}
+
+static void test_parse_rsa_sexp(void **state)
+{
+	static const char good[] = "(10:public-key(3:rsa(1:n4:\0ABC)(1:e3:\1\0\1)))";
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *want;
+	} bad[] = {
+		{ "(10:public-key(3:rsa(1:n3:ABC)))", 32, "lacks 'n' or 'e'" },
+		{ "(10:public-key(3:rsa(1:e3:ABC)))", 32, "lacks 'n' or 'e'" },
+		{ "(10:public-key(3:ecc(1:n1:A)(1:e1:B)))", 38, "not a well-formed" },
+		{ "(10:public-key(3:rsa(1:n1:A)(1:e1:B))", 37, "not a well-formed" },
+	};
+	struct mg_pgp_mpi n, e;
+	struct mg_err err = { 0 };
+
+	assert_int_equal(
+		mg_pgp_parse_rsa_sexp((const unsigned char *)good, sizeof(good) - 1, &n, &e, &err),
+		MG_OK);
+	assert_int_equal(n.len, 4);
+	assert_memory_equal(n.p, "\0ABC", 4);
+	assert_int_equal(e.len, 3);
+	assert_memory_equal(e.p, "\1\0\1", 3);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(strlen(bad[i].in), bad[i].len);
+		assert_int_equal(mg_pgp_parse_rsa_sexp((const unsigned char *)bad[i].in, bad[i].len,
+						       &n, &e, &err),
+				 MG_EINPUT);
+		if (strstr(err.msg, bad[i].want) == NULL)
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, bad[i].want);
+	}
 }
 
 int main(void)
@@ -448,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_armor_torture),
 		cmocka_unit_test(test_parse_sig_sexp_table),
 		cmocka_unit_test(test_parse_ed25519_sexp),
+		cmocka_unit_test(test_parse_rsa_sexp),
 		cmocka_unit_test(test_dearmor_refusals),
 		cmocka_unit_test(test_sig_is_plain),
 	};
