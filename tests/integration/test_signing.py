@@ -12,12 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (GpgHome, Mailgend, PgCluster, SmtpSink, TempDir,  # noqa: E402
-                     make_config, make_directive, run_cbmail, run_tests, wait_until)
+from harness import (GpgHome, Mailgend, ServersTestCase, make_config,  # noqa: E402
+                     make_directive, run_cbmail, run_tests, wait_until)
 import mailcheck as mc  # noqa: E402
 
 TEMPLATE = ("[CERT #${ticket_number}] Report for AS${source.asn}\n"
@@ -29,17 +28,14 @@ FALLBACK = "signed through gpg"
 DIGEST_ALGO = {"pgp-sha256": 8, "pgp-sha384": 9, "pgp-sha512": 10, "pgp-sha224": 11}
 
 
-class SigningTest(unittest.TestCase):
-    homes = {}
+class SigningTest(ServersTestCase):
+    DB_PREFIX = "g_"
+    TMP_PREFIX = "mgsig"
 
     @classmethod
     def setUpClass(cls):
-        cls.pg = PgCluster()
-        cls.addClassCleanup(cls.pg.cleanup)
-        cls.smtp = SmtpSink()
-        cls.addClassCleanup(cls.smtp.cleanup)
-        cls.tdir = TempDir("mgsig")
-        cls.addClassCleanup(cls.tdir.cleanup)
+        super().setUpClass()
+        cls.homes = {"ed25519": cls.gpg}
         with open(os.path.join(cls.tdir.path, "t.txt"), "w") as f:
             f.write(TEMPLATE)
 
@@ -50,11 +46,6 @@ class SigningTest(unittest.TestCase):
             cls.homes[algo] = GpgHome(algo=algo)
             cls.addClassCleanup(cls.homes[algo].cleanup)
         return cls.homes[algo]
-
-    def setUp(self):
-        self.smtp.clear()
-        self.db = self.pg.create_db("g_" + self._testMethodName[5:40].lower())
-        self.addCleanup(self.pg.drop_db, self.db)
 
     def config(self, gpg, **kw):
         return make_config(pg=self.pg, db=self.db, smtp=self.smtp, gpg=gpg,

@@ -254,7 +254,7 @@ static const struct sexp_case {
 } sexp_cases[] = {
 	{ "(7:sig-val(5:eddsa(1:r32:" A32 ")(1:s32:" B32 ")))", MG_PGP_PK_EDDSA, MG_OK, A32, B32 },
 	{ "(7:sig-val(3:rsa(1:s3:abc)))", MG_PGP_PK_RSA, MG_OK, "abc", NULL },
-	/* lists other than (name value) and unknown names are passed over */
+	/* (name value) lists of other names are passed over */
 	{ "(7:sig-val(3:rsa(5:flags5:pkcs1)(1:x1:y)(1:s3:abc)))", MG_PGP_PK_RSA, MG_OK, "abc",
 	  NULL },
 	/* a name twice, lists without their names, more than one algorithm */
