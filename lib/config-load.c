@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "dir.h"
 #include "mg-buf.h"
 #include "rules.h"
 #include "template.h"
@@ -92,9 +93,14 @@ static int check_db_keywords(const struct mg_config *cfg, struct mg_err *err)
 
 #define RULE_FILES_MAX 256
 
-static int cmp_names(const void *a, const void *b)
+/* A rule file is wanted; *.py files (the original's scripts) are counted in *arg. */
+static bool want_rule_file(const char *name, void *arg)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	size_t len = strlen(name);
+
+	if (len > 3 && strcmp(name + len - 3, ".py") == 0)
+		(*(size_t *)arg)++;
+	return mg_rules_is_rule_file(name);
 }
 
 /* Read dir/name into buf; a missing optional file leaves *ret_src NULL. */
@@ -141,10 +147,9 @@ static int load_rules(struct mg_config *cfg, struct mg_err *err)
 	struct mg_buf bufs[RULE_FILES_MAX + 2];
 	struct mg_rules_src srcs[RULE_FILES_MAX + 2], *vars = NULL, *tables = NULL;
 	struct mg_buf tpath = MG_BUF_INIT(4096);
-	char *names[RULE_FILES_MAX];
+	char **names = NULL;
 	const char *dir = cfg->rules_dir;
 	size_t n = 0, n_py = 0;
-	struct dirent *de;
 	DIR *d = NULL;
 	int r = MG_OK;
 
@@ -156,25 +161,17 @@ static int load_rules(struct mg_config *cfg, struct mg_err *err)
 			       dir, strerror(errno));
 		goto out;
 	}
-	while ((de = readdir(d)) != NULL) {
-		size_t len = strlen(de->d_name);
-
-		if (len > 3 && strcmp(de->d_name + len - 3, ".py") == 0)
-			n_py++;
-		if (!mg_rules_is_rule_file(de->d_name))
-			continue;
-		if (n == RULE_FILES_MAX) {
-			r = mg_err_set(err, MG_ECONFIG, "%s: more than %d rule files in '%s'",
-				       cfg->rules_dir_origin, RULE_FILES_MAX, dir);
-			goto out;
-		}
-		names[n] = strdup(de->d_name);
-		if (names[n] == NULL) {
-			r = mg_err_set(err, MG_ENOMEM, "out of memory");
-			goto out;
-		}
-		n++;
-	}
+	r = mg_dir_names(d, want_rule_file, &n_py, RULE_FILES_MAX, &names, &n);
+	if (r == MG_EINPUT)
+		r = mg_err_set(err, MG_ECONFIG, "%s: more than %d rule files in '%s'",
+			       cfg->rules_dir_origin, RULE_FILES_MAX, dir);
+	else if (r == MG_ESYS)
+		r = mg_err_set(err, MG_ECONFIG, "%s: cannot read '%s': %s", cfg->rules_dir_origin,
+			       dir, strerror(errno));
+	else if (r < 0)
+		r = mg_err_set(err, r, "out of memory");
+	if (r < 0)
+		goto out;
 	if (n == 0) {
 		r = mg_err_set(err, MG_ECONFIG,
 			       "%s: no format rule files (NN_name.json) in '%s'%s; remove the key "
@@ -185,7 +182,6 @@ static int load_rules(struct mg_config *cfg, struct mg_err *err)
 					: "");
 		goto out;
 	}
-	qsort(names, n, sizeof(names[0]), cmp_names);
 	for (size_t i = 0; i < n && r == MG_OK; i++)
 		r = read_rules_file(dir, names[i], false, &bufs[i], &srcs[i], NULL, err);
 	if (r == MG_OK)
@@ -220,8 +216,7 @@ static int load_rules(struct mg_config *cfg, struct mg_err *err)
 out:
 	if (d != NULL)
 		closedir(d);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
+	mg_dir_names_free(names, n);
 	for (size_t i = 0; i < RULE_FILES_MAX + 2; i++)
 		mg_buf_release(&bufs[i]);
 	mg_buf_release(&tpath);

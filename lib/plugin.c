@@ -13,6 +13,7 @@
 
 #include "mg-buf.h"
 #include "plugin-api.h"
+#include "dir.h"
 #include "plugin.h"
 
 #define PLUGINS_MAX	64
@@ -100,16 +101,12 @@ static bool name_ok(const char *name)
 	return n > 0 && n <= PLUGIN_NAME_MAX;
 }
 
-static bool is_plugin_file(const char *name)
+static bool is_plugin_file(const char *name, void *arg)
 {
 	size_t n = strlen(name);
 
+	(void)arg;
 	return name[0] != '.' && n > 3 && strcmp(name + n - 3, ".so") == 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Load, check and initialise one plugin; dfd is the checked directory. */
@@ -208,7 +205,6 @@ int mg_plugins_load(const char *dir, struct mg_plugins **ret, struct mg_err *err
 	struct mg_plugins *ps = NULL;
 	char **names = NULL;
 	size_t n = 0;
-	struct dirent *de;
 	struct stat st;
 	DIR *dh = NULL;
 	int dfd, r;
@@ -239,36 +235,17 @@ int mg_plugins_load(const char *dir, struct mg_plugins **ret, struct mg_err *err
 		(void)close(dfd);
 		goto out;
 	}
-	errno = 0;
-	while ((de = readdir(dh)) != NULL) {
-		char **more;
-
-		if (!is_plugin_file(de->d_name))
-			continue;
-		if (n >= PLUGINS_MAX) {
-			r = mg_err_set(err, MG_ECONFIG,
-				       "format_plugin_dir: more than %d plugins in '%s'",
-				       PLUGINS_MAX, dir);
-			goto out;
-		}
-		more = realloc(names, (n + 1) * sizeof(*names));
-		if (more == NULL || (more[n] = strdup(de->d_name)) == NULL) {
-			if (more != NULL)
-				names = more;
-			r = mg_err_set(err, MG_ENOMEM, "out of memory");
-			goto out;
-		}
-		names = more;
-		n++;
-		errno = 0;
-	}
-	if (errno != 0) {
+	r = mg_dir_names(dh, is_plugin_file, NULL, PLUGINS_MAX, &names, &n);
+	if (r == MG_EINPUT)
+		r = mg_err_set(err, MG_ECONFIG, "format_plugin_dir: more than %d plugins in '%s'",
+			       PLUGINS_MAX, dir);
+	else if (r == MG_ESYS)
 		r = mg_err_set(err, MG_ECONFIG, "format_plugin_dir: cannot read '%s': %s", dir,
 			       strerror(errno));
+	else if (r < 0)
+		r = mg_err_set(err, r, "out of memory");
+	if (r < 0)
 		goto out;
-	}
-	if (n > 0)
-		qsort(names, n, sizeof(*names), cmp_names);
 	ps = calloc(1, sizeof(*ps));
 	if (ps == NULL || (n > 0 && (ps->p = calloc(n, sizeof(*ps->p))) == NULL)) {
 		r = mg_err_set(err, MG_ENOMEM, "out of memory");
@@ -285,9 +262,7 @@ int mg_plugins_load(const char *dir, struct mg_plugins **ret, struct mg_err *err
 	r = MG_OK;
 out:
 	mg_plugins_free(ps);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	mg_dir_names_free(names, n);
 	if (dh != NULL)
 		(void)closedir(dh);
 	return r;
