@@ -404,7 +404,11 @@ int main(int argc, char **argv)
 			status = EX_CONFIG;
 			goto out;
 		}
-		cfg.plugins = plugins;
+		cfg.plugins = mg_plugins_active(plugins);
+		if (cfg.plugins == NULL)
+			mg_log(LOG_WARNING, NULL,
+			       "format_plugin_dir '%s' holds no plugins (*.so), ignoring",
+			       cfg.format_plugin_dir);
 	}
 	mg_log_set_level(arg_verbose ? LOG_DEBUG : cfg.log_level);
 	for (size_t i = 0; i < cfg.n_warnings; i++)

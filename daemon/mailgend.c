@@ -423,7 +423,7 @@ int daemon_reload(struct daemon *d, char *msg, size_t msg_size)
 	r = mg_config_load(&fresh, arg_config, &err);
 	if (r == MG_OK) {
 		/* plugins are loaded at start only: keep the same set */
-		fresh.plugins = d->plugins;
+		fresh.plugins = mg_plugins_active(d->plugins);
 		if ((fresh.format_plugin_dir == NULL) != (d->plugin_dir == NULL) ||
 		    (d->plugin_dir != NULL && strcmp(fresh.format_plugin_dir, d->plugin_dir) != 0))
 			mg_log(LOG_WARNING, NULL,
@@ -610,7 +610,11 @@ int main(int argc, char **argv)
 		r = mg_plugins_load(cfg.format_plugin_dir, &d.plugins, &err);
 		if (r == MG_OK && (d.plugin_dir = strdup(cfg.format_plugin_dir)) == NULL)
 			r = mg_err_set(&err, MG_ENOMEM, "out of memory");
-		cfg.plugins = d.plugins;
+		cfg.plugins = mg_plugins_active(d.plugins);
+		if (r == MG_OK && cfg.plugins == NULL)
+			mg_log(LOG_WARNING, NULL,
+			       "format_plugin_dir '%s' holds no plugins (*.so), ignoring",
+			       cfg.format_plugin_dir);
 	}
 	if (r == MG_OK && cfg.always_sign)
 		r = mg_sign_new(cfg.gnupg_home, cfg.signing_key, cfg.sign_via_agent, &signer, &err);

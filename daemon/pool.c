@@ -381,7 +381,7 @@ static int64_t scan_due_at(const struct mg_config *cfg, const struct mg_group *g
 	struct mg_err err = { 0 };
 	int64_t due = now;
 
-	if (cfg->rules == NULL && cfg->plugins == NULL)
+	if (!mg_config_has_formats(cfg))
 		return mg_group_due_at(g);
 	if (mg_format_decide(cfg, g, now, &d, &err) < 0)
 		return now; /* the worker logs it */

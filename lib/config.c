@@ -870,3 +870,8 @@ out:
 		mg_config_release(cfg);
 	return r;
 }
+
+bool mg_config_has_formats(const struct mg_config *cfg)
+{
+	return cfg->rules != NULL || cfg->plugins != NULL;
+}

@@ -175,4 +175,11 @@ const char *mg_config_db_param(const struct mg_config *cfg, const char *keyword)
 /* syslog priority for a logging_level name ("DEBUG", "INFO", ...), or -1. */
 int mg_config_level(const char *name);
 
+/*
+ * Whether format rules or plugins decide about groups; else the built-in
+ * interval rule does (an empty plugin set is never put into cfg->plugins,
+ * see mg_plugins_active()).  Pure.
+ */
+bool mg_config_has_formats(const struct mg_config *cfg);
+
 #endif /* MG_CONFIG_H */

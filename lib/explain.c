@@ -44,7 +44,7 @@ static void add_decision(const struct mg_config *cfg, const struct mg_group *g, 
 	int64_t due_at;
 	char when[32];
 
-	if (cfg->rules == NULL && cfg->plugins == NULL) {
+	if (!mg_config_has_formats(cfg)) {
 		(void)mg_buf_adds(out, "rule: built-in (no format_rules_dir: interval rule, "
 				       "fallback columns)\n");
 		due_at = mg_group_due_at(g);

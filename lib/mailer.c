@@ -957,7 +957,7 @@ static int claim_one(struct mg_mailer *m, struct job *j, bool *ret_claimed, bool
 		return MG_OK;
 	}
 	now = now_usec();
-	if (m->cfg->rules != NULL || m->cfg->plugins != NULL) {
+	if (mg_config_has_formats(m->cfg)) {
 		bool due;
 
 		r = decide(m, j, now, &due);
@@ -1294,7 +1294,7 @@ int mg_mailer_preview(struct mg_mailer *m, struct mg_group *g, int64_t now, stru
 		goto done;
 	}
 	g->has_outbox = false; /* the outbox mail went meanwhile: the rules again */
-	if (m->cfg->rules != NULL || m->cfg->plugins != NULL) {
+	if (mg_config_has_formats(m->cfg)) {
 		r = mg_format_decide(m->cfg, g, now, &j.decision, err);
 		if (r < 0)
 			goto out;

@@ -35,6 +35,11 @@ struct mg_plugins {
 	size_t n;
 };
 
+struct mg_plugins *mg_plugins_active(struct mg_plugins *ps)
+{
+	return mg_plugins_count(ps) > 0 ? ps : NULL;
+}
+
 size_t mg_plugins_count(const struct mg_plugins *ps)
 {
 	return ps != NULL ? ps->n : 0;

@@ -32,6 +32,13 @@ int mg_plugins_load(const char *dir, struct mg_plugins **ret, struct mg_err *err
 /* Call each plugin's fini() and unload it.  NULL-safe. */
 void mg_plugins_free(struct mg_plugins *ps);
 
+/*
+ * ps when it holds a plugin, else NULL: what goes into cfg->plugins, so that
+ * a plugin directory without plugins leaves the decisions where they were
+ * (mg_config_has_formats()).
+ */
+struct mg_plugins *mg_plugins_active(struct mg_plugins *ps);
+
 /* How many plugins there are, and "file.so: name" of the i-th (borrowed). */
 size_t mg_plugins_count(const struct mg_plugins *ps);
 const char *mg_plugins_name(const struct mg_plugins *ps, size_t i);

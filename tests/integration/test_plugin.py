@@ -127,6 +127,22 @@ class PluginTest(ServersTestCase):
         self.assertEqual(rcpts, ["new@example.net"])
         self.assertIn('"192.0.2.11"', body)
 
+    def test_an_empty_plugin_directory_leaves_the_built_in_interval_rule(self):
+        d = self.plugin_dir("none", plugins=())
+        for ip in ("192.0.2.20", "192.0.2.21"):
+            self.insert(make_directive("other@example.net", "example-template.txt",
+                                       notification_format="other", event_data_format="x",
+                                       notification_interval=3600), {"source.ip": ip})
+            rc, out, err = run_cbmail(["--all"], self.config(d))
+            self.assertEqual(rc, 0, out + err)
+            self.assertIn("format_plugin_dir '%s' holds no plugins (*.so), ignoring" % d, err)
+        # the second one is held back by the interval rule itself, not by the
+        # rules' built-in fallback (which a non-empty plugin set would ask)
+        self.assertEqual(mc.summary(out), (False, 0, 1, 0), out + err)
+        self.assertRegex(err, r"postponed: last mail \d+ s ago, interval 3600 s")
+        self.assertNotIn("built-in fallback", err)
+        self.assertEqual(self.smtp.count(), 1)
+
     def refused(self, cfg, *want):
         rc, out, err = run_cbmail(["--all"], cfg)
         self.assertEqual(rc, 78, out + err)
