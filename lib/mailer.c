@@ -26,10 +26,9 @@
 #include "timing.h"
 #include "util.h"
 
-#define TEMPLATE_MAX_BYTES (1024 * 1024)
-#define LOG_IDS_MAX	   50 /* ids written into one log line */
-#define MEMO_SLOTS	   512
-#define MEMO_QUIET_USEC	   (3600LL * 1000000) /* repeats of a failure logged once an hour */
+#define LOG_IDS_MAX	50 /* ids written into one log line */
+#define MEMO_SLOTS	512
+#define MEMO_QUIET_USEC (3600LL * 1000000) /* repeats of a failure logged once an hour */
 
 /* A mail on its way: owned by the mailer until the batch ends. */
 struct job {
@@ -370,7 +369,7 @@ static int read_template(const char *dir, const char *name, struct mg_buf *out, 
 			break;
 		if (mg_buf_add(out, chunk, (size_t)n) < 0) {
 			r = mg_err_set(err, MG_EINPUT, "template '%s': larger than %d bytes", name,
-				       TEMPLATE_MAX_BYTES);
+				       MG_TEMPLATE_MAX_BYTES);
 			goto out;
 		}
 	}
@@ -532,7 +531,7 @@ static int build_mail(struct mg_mailer *m, struct job *j, struct mg_err *err)
 {
 	const struct mg_config *cfg = m->cfg;
 	struct mg_group *g = j->group;
-	struct mg_buf tmpl = MG_BUF_INIT(TEMPLATE_MAX_BYTES);
+	struct mg_buf tmpl = MG_BUF_INIT(MG_TEMPLATE_MAX_BYTES);
 	struct mg_buf main_list = MG_BUF_INIT(64 * 1024), copy_list = MG_BUF_INIT(64 * 1024);
 	struct mg_render_in in = { 0 };
 	const char **cells = NULL;

@@ -14,7 +14,6 @@
 #define TITLE_MAX	256
 #define SUBSTS_MAX	1000
 #define VALUE_MAX	(64 * 1024)
-#define TEMPLATE_MAX	(1024 * 1024)
 #define REASON_MAX	200
 #define PLACEMENT_UNSET (-1)
 
@@ -144,8 +143,9 @@ int mg_plugin_set_template_text(struct mg_plugin_answer *a, const char *text)
 
 	if (text == NULL)
 		return refuse(a, "mg_plugin_set_template_text: no text");
-	if (strlen(text) > TEMPLATE_MAX)
-		return refuse(a, "mg_plugin_set_template_text: more than %d bytes", TEMPLATE_MAX);
+	if (strlen(text) > MG_TEMPLATE_MAX_BYTES)
+		return refuse(a, "mg_plugin_set_template_text: more than %d bytes",
+			      MG_TEMPLATE_MAX_BYTES);
 	copy = mg_strdup(text);
 	if (copy == NULL)
 		return refuse_nomem(a);

@@ -124,10 +124,15 @@ static int plugin_load(int dfd, const char *dir, const char *file, struct plugin
 	char msg[256] = "";
 	int fd, r;
 
-	if (mg_buf_addf(&b, "%s/%s", dir, file) < 0 ||
-	    (pl->path = mg_buf_detach(&b, NULL)) == NULL) {
+	r = mg_buf_addf(&b, "%s/%s", dir, file);
+	if (r == MG_OK && (pl->path = mg_buf_detach(&b, NULL)) == NULL)
+		r = MG_ENOMEM;
+	if (r < 0) {
 		mg_buf_release(&b);
-		return mg_err_set(err, MG_ENOMEM, "out of memory");
+		return r == MG_ENOMEM
+			       ? mg_err_set(err, r, "out of memory")
+			       : mg_err_set(err, MG_ECONFIG,
+					    "format_plugin_dir: path of '%.100s' too long", file);
 	}
 	fd = openat(dfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
@@ -183,10 +188,15 @@ static int plugin_load(int dfd, const char *dir, const char *file, struct plugin
 				  (unsigned)def->flags);
 	pl->def = def;
 	b = MG_BUF_INIT(8192);
-	if (mg_buf_addf(&b, "%s: %s", file, def->name) < 0 ||
-	    (pl->who = mg_buf_detach(&b, NULL)) == NULL) {
+	r = mg_buf_addf(&b, "%s: %s", file, def->name);
+	if (r == MG_OK && (pl->who = mg_buf_detach(&b, NULL)) == NULL)
+		r = MG_ENOMEM;
+	if (r < 0) {
 		mg_buf_release(&b);
-		return mg_err_set(err, MG_ENOMEM, "out of memory");
+		return r == MG_ENOMEM ? mg_err_set(err, r, "out of memory")
+				      : mg_err_set(err, MG_ECONFIG,
+						   "format_plugin_dir: plugin '%s': name too long",
+						   pl->path);
 	}
 	if ((def->flags & MG_PLUGIN_REENTRANT) == 0) {
 		if (pthread_mutex_init(&pl->lock, NULL) != 0)

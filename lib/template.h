@@ -7,6 +7,9 @@
 #include "mg-buf.h"
 #include "mg-err.h"
 
+/* The largest template file or text taken, in bytes. */
+#define MG_TEMPLATE_MAX_BYTES (1024 * 1024)
+
 /*
  * Look a placeholder up.  name is the identifier exactly as written in the
  * template (NUL-terminated, without "$" or braces).  Returns the value
