@@ -459,30 +459,26 @@ static bool agent_key_usable(struct mg_signer *s, const char **ret_why)
 /*
  * Set up signing through the agent for s when its key allows it, else
  * leave s->agent NULL and say why in s->agent_note.  The probe signature
- * gpg made tells which (sub)key and hash gpg uses; a signature made the
- * new way must then verify in gpg before it is used.
+ * gpg made (gpg_sig with micalg, by the (sub)key fpr with hash) tells
+ * what gpg uses; a signature made the new way must then verify in gpg
+ * before it is used.
  */
-static void agent_setup(struct mg_signer *s, const char *gnupg_home)
+static void agent_setup(struct mg_signer *s, const char *gnupg_home, const struct mg_buf *gpg_sig,
+			const char *micalg, const char *fpr, int hash)
 {
 	static const char probe[] = "mailgen signing key check (gpg-agent)\r\n";
 	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
 	struct mg_err e = { 0 };
 	struct agent *a = NULL;
 	gpgme_subkey_t sk;
-	char *fpr = NULL, micalg[MG_MICALG_MAX];
 	unsigned char pkt[2048];
 	size_t pkt_len = 0;
 	bool headers = false, give_up = false;
 	const char *why = NULL;
-	int hash = 0;
 
 	a = calloc(1, sizeof(*a));
 	if (a == NULL) {
 		why = "out of memory";
-		goto out;
-	}
-	if (gpg_sign(s, probe, sizeof(probe) - 1, &sig, micalg, &fpr, &hash, &e) < 0) {
-		why = e.msg;
 		goto out;
 	}
 	/*
@@ -490,8 +486,8 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 	 * "sig-policy-url", "default-sig-expire", ...) the agent path would
 	 * leave out: then every signature goes through gpg, as configured.
 	 */
-	if (mg_pgp_dearmor(mg_buf_str(&sig), sig.len, pkt, sizeof(pkt), &pkt_len, &headers, &e) <
-	    0) {
+	if (mg_pgp_dearmor(mg_buf_str(gpg_sig), gpg_sig->len, pkt, sizeof(pkt), &pkt_len, &headers,
+			   &e) < 0) {
 		why = e.msg; /* not what gpg 2.2 writes: leave it to gpg */
 		goto out;
 	}
@@ -527,7 +523,7 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 		why = "a hash algorithm other than SHA-2";
 		goto out;
 	}
-	memcpy(a->micalg, micalg, sizeof(a->micalg));
+	(void)snprintf(a->micalg, sizeof(a->micalg), "%s", micalg);
 	a->not_after = key_not_after(s->key, sk);
 	a->checked_at = time(NULL);
 	if (agent_find(a, gnupg_home, &e) < 0 || agent_connect(a, &e) < 0 ||
@@ -535,7 +531,6 @@ static void agent_setup(struct mg_signer *s, const char *gnupg_home)
 		why = e.msg;
 		goto out;
 	}
-	mg_buf_reset(&sig);
 	if (agent_sign(a, probe, sizeof(probe) - 1, &sig, &give_up, &e) < 0) {
 		why = e.msg;
 		goto out;
@@ -551,21 +546,23 @@ out:
 		(void)snprintf(s->agent_note, sizeof(s->agent_note),
 			       "gpg (gpg-agent directly is not possible: %.200s)", why);
 	agent_free(a);
-	free(fpr);
 	mg_buf_release(&sig);
 }
 
+/*
+ * Sign once through gpg: a key gpg cannot use unattended is a configuration
+ * error.  sig, micalg, *ret_fpr (owned) and *ret_hash tell agent_setup()
+ * what gpg made.
+ */
 static int sign_probe(struct mg_signer *s, const char *key, const char *gnupg_home,
+		      struct mg_buf *sig, char *micalg, char **ret_fpr, int *ret_hash,
 		      struct mg_err *err)
 {
 	static const char probe[] = "mailgen signing key check\r\n";
-	struct mg_buf sig = MG_BUF_INIT(64 * 1024);
 	struct mg_err e = { 0 };
-	char micalg[MG_MICALG_MAX];
 	int r;
 
-	r = mg_sign_detached(s, probe, sizeof(probe) - 1, &sig, micalg, &e);
-	mg_buf_release(&sig);
+	r = gpg_sign(s, probe, sizeof(probe) - 1, sig, micalg, ret_fpr, ret_hash, &e);
 	if (r < 0)
 		return mg_err_set(
 			err, MG_ECONFIG,
@@ -579,9 +576,10 @@ int mg_sign_new(const char *gnupg_home, const char *key, bool via_agent, struct 
 		struct mg_err *err)
 {
 	struct mg_signer *s = calloc(1, sizeof(*s));
-	char ebuf[256];
+	struct mg_buf probe_sig = MG_BUF_INIT(64 * 1024);
+	char ebuf[256], micalg[MG_MICALG_MAX], *fpr = NULL;
 	gpgme_error_t e;
-	int r;
+	int r, hash = 0;
 
 	if (s == NULL)
 		return mg_err_set(err, MG_ENOMEM, "out of memory");
@@ -593,7 +591,7 @@ int mg_sign_new(const char *gnupg_home, const char *key, bool via_agent, struct 
 	if (e != 0) {
 		r = mg_err_set(err, MG_ECONFIG, "gpgme: cannot set up a context for '%s': %s",
 			       gnupg_home, gerr(e, ebuf, sizeof(ebuf)));
-		goto fail;
+		goto out;
 	}
 	gpgme_set_armor(s->ctx, 1);
 	gpgme_set_textmode(s->ctx, 0);
@@ -607,45 +605,48 @@ int mg_sign_new(const char *gnupg_home, const char *key, bool via_agent, struct 
 			       "'openpgp.signing_key': '%s' matches several secret keys in '%s'; "
 			       "give the fingerprint",
 			       key, gnupg_home);
-		goto fail;
+		goto out;
 	}
 	if (e != 0 || s->key == NULL) {
 		r = mg_err_set(err, MG_ECONFIG,
 			       "'openpgp.signing_key': no secret key '%s' in '%s': %s", key,
 			       gnupg_home, e != 0 ? gerr(e, ebuf, sizeof(ebuf)) : "not found");
-		goto fail;
+		goto out;
 	}
 	if (!s->key->can_sign || s->key->revoked || s->key->expired || s->key->disabled) {
 		r = mg_err_set(err, MG_ECONFIG,
 			       "'openpgp.signing_key': key '%s' cannot sign (revoked, expired, "
 			       "disabled or not a signing key)",
 			       key);
-		goto fail;
+		goto out;
 	}
 	gpgme_signers_clear(s->ctx);
 	e = gpgme_signers_add(s->ctx, s->key);
 	if (e != 0) {
 		r = mg_err_set(err, MG_ECONFIG, "gpgme: cannot use key '%s': %s", key,
 			       gerr(e, ebuf, sizeof(ebuf)));
-		goto fail;
+		goto out;
 	}
 	/*
 	 * Sign once now: a key gpg cannot use unattended (a passphrase, a
 	 * missing agent) is a configuration error at start, not an error in
 	 * every group later.
 	 */
-	r = sign_probe(s, key, gnupg_home, err);
+	r = sign_probe(s, key, gnupg_home, &probe_sig, micalg, &fpr, &hash, err);
 	if (r < 0)
-		goto fail;
+		goto out;
 	if (via_agent)
-		agent_setup(s, gnupg_home);
+		agent_setup(s, gnupg_home, &probe_sig, micalg, fpr, hash);
 	else
 		(void)snprintf(s->agent_note, sizeof(s->agent_note),
 			       "gpg ('delivery.sign_via_agent' is false)");
 	*ret = s;
-	return MG_OK;
-fail:
+	s = NULL;
+	r = MG_OK;
+out:
 	mg_sign_free(s);
+	mg_buf_release(&probe_sig);
+	free(fpr);
 	return r;
 }
 
