@@ -632,9 +632,15 @@ static int worker_ready(struct worker *w, struct cfg_ref *ref, struct mg_err *er
 	r = ensure_conn(&w->conn, &ref->cfg, err);
 	if (r == MG_OK)
 		r = mg_mailer_new(&ref->cfg, w->conn, false, &w->mailer, err);
-	if (r < 0)
+	if (r < 0) {
 		worker_reset(w);
-	return r;
+		return r;
+	}
+	/* each worker has its own signer: the main thread's log line was for a check */
+	if (mg_mailer_sign_method(w->mailer) != NULL)
+		mg_log(LOG_DEBUG, NULL, "worker signing through %s",
+		       mg_mailer_sign_method(w->mailer));
+	return MG_OK;
 }
 
 static void work_batch(struct pool *p, struct worker *w, struct batch *b, struct completion *c)
