@@ -79,24 +79,28 @@ size_t mg_pgp_sig_trailer(const struct mg_pgp_sig *s, unsigned char out[MG_PGP_T
 	return n;
 }
 
+struct mg_pgp_mpi mg_pgp_mpi_trim(struct mg_pgp_mpi v)
+{
+	while (v.len > 0 && v.p[0] == 0) {
+		v.p++;
+		v.len--;
+	}
+	return v;
+}
+
 /* Append an MPI (3.2): bit count, then the bytes without leading zeros. */
 static void put_mpi(unsigned char *pkt, size_t *n, const struct mg_pgp_mpi *m)
 {
-	const unsigned char *p = m->p;
-	size_t len = m->len, bits;
+	struct mg_pgp_mpi t = mg_pgp_mpi_trim(*m);
+	size_t bits = t.len * 8;
 
-	while (len > 0 && *p == 0) {
-		p++;
-		len--;
-	}
-	bits = len * 8;
-	if (len > 0)
-		for (unsigned char top = p[0]; !(top & 0x80); top <<= 1)
+	if (t.len > 0)
+		for (unsigned char top = t.p[0]; !(top & 0x80); top <<= 1)
 			bits--;
 	pkt[(*n)++] = (unsigned char)(bits >> 8);
 	pkt[(*n)++] = (unsigned char)bits;
-	memcpy(pkt + *n, p, len);
-	*n += len;
+	memcpy(pkt + *n, t.p, t.len);
+	*n += t.len;
 }
 
 uint32_t mg_pgp_crc24(const unsigned char *p, size_t n)
@@ -254,7 +258,8 @@ static bool next_line(const char *text, size_t len, size_t *pos, const char **re
 	return true;
 }
 
-static bool line_is(const char *p, size_t n, const char *s)
+/* Whether p[0..n) are the bytes of the string s (an armor line, an atom). */
+static bool bytes_are(const void *p, size_t n, const char *s)
 {
 	return n == strlen(s) && memcmp(p, s, n) == 0;
 }
@@ -269,7 +274,8 @@ int mg_pgp_dearmor(const char *text, size_t len, unsigned char *out, size_t max,
 	long got;
 	uint32_t c;
 
-	if (!next_line(text, len, &pos, &p, &n) || !line_is(p, n, "-----BEGIN PGP SIGNATURE-----"))
+	if (!next_line(text, len, &pos, &p, &n) ||
+	    !bytes_are(p, n, "-----BEGIN PGP SIGNATURE-----"))
 		return mg_err_set(err, MG_EINPUT, "armor: no BEGIN PGP SIGNATURE line");
 	while (next_line(text, len, &pos, &p, &n) && n > 0)
 		headers = true; /* "Comment: ...", "Version: ..." */
@@ -287,7 +293,7 @@ int mg_pgp_dearmor(const char *text, size_t len, unsigned char *out, size_t max,
 	crc_text = p + 1;
 	if (n != 5 || b64_decode(crc_text, 4, crc, sizeof(crc)) != 3)
 		return mg_err_set(err, MG_EINPUT, "armor: malformed checksum line");
-	if (!next_line(text, len, &pos, &p, &n) || !line_is(p, n, "-----END PGP SIGNATURE-----"))
+	if (!next_line(text, len, &pos, &p, &n) || !bytes_are(p, n, "-----END PGP SIGNATURE-----"))
 		return mg_err_set(err, MG_EINPUT, "armor: no END PGP SIGNATURE line");
 	got = b64_decode(b64, b64_len, out, max);
 	if (got < 0)
@@ -395,11 +401,6 @@ static int sexp_next(const unsigned char *buf, size_t len, size_t *pos, const un
 	return 'a';
 }
 
-static bool atom_is(const unsigned char *p, size_t n, const char *s)
-{
-	return n == strlen(s) && memcmp(p, s, n) == 0;
-}
-
 /*
  * The values of the (name value) lists in (top (algo ...)), a canonical
  * S-expression filling all of buf and of exactly that shape: found[k] for
@@ -416,8 +417,8 @@ static bool sexp_values(const unsigned char *buf, size_t len, const char *top, c
 	for (size_t k = 0; k < n_names; k++)
 		found[k] = (struct mg_pgp_mpi){ NULL, 0 };
 	if (sexp_next(buf, len, &pos, &p, &n) != '(' || sexp_next(buf, len, &pos, &p, &n) != 'a' ||
-	    !atom_is(p, n, top) || sexp_next(buf, len, &pos, &p, &n) != '(' ||
-	    sexp_next(buf, len, &pos, &p, &n) != 'a' || !atom_is(p, n, algo))
+	    !bytes_are(p, n, top) || sexp_next(buf, len, &pos, &p, &n) != '(' ||
+	    sexp_next(buf, len, &pos, &p, &n) != 'a' || !bytes_are(p, n, algo))
 		return false;
 	while ((t = sexp_next(buf, len, &pos, &p, &n)) == '(') {
 		if (sexp_next(buf, len, &pos, &name, &name_len) != 'a' ||
@@ -426,7 +427,7 @@ static bool sexp_values(const unsigned char *buf, size_t len, const char *top, c
 			return false;
 		/* p and n: the value, kept by the ')' token */
 		for (size_t k = 0; k < n_names; k++) {
-			if (!atom_is(name, name_len, names[k]))
+			if (!bytes_are(name, name_len, names[k]))
 				continue;
 			if (found[k].p != NULL)
 				return false;
@@ -487,8 +488,8 @@ int mg_pgp_parse_ed25519_sexp(const unsigned char *buf, size_t len,
 		return mg_err_set(
 			err, MG_EINPUT,
 			"gpg-agent's public key is not a well-formed (public-key (ecc ...))");
-	if (found[0].p == NULL || !(atom_is(found[0].p, found[0].len, "Ed25519") ||
-				    atom_is(found[0].p, found[0].len, "ed25519")))
+	if (found[0].p == NULL || !(bytes_are(found[0].p, found[0].len, "Ed25519") ||
+				    bytes_are(found[0].p, found[0].len, "ed25519")))
 		return mg_err_set(err, MG_EINPUT, "gpg-agent's public key is not on Ed25519");
 	/* the point as 0x40 and the 32 bytes (RFC 4880bis 13.3, "native" form) */
 	if (found[1].p == NULL || found[1].len != MG_PGP_ED25519_LEN + 1 || found[1].p[0] != 0x40)

@@ -39,6 +39,9 @@ struct mg_pgp_mpi {
 	size_t len;
 };
 
+/* v without its leading zero bytes (an MPI's form).  Pure. */
+struct mg_pgp_mpi mg_pgp_mpi_trim(struct mg_pgp_mpi v);
+
 /*
  * Begin a signature by the v4 key with fingerprint fpr, made at created
  * (seconds since the epoch).  MG_EINPUT for an algorithm other than the

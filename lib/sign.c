@@ -54,7 +54,8 @@ struct mg_signer {
 	gpgme_key_t key;
 	struct agent *agent; /* NULL: every signature through gpg */
 	char agent_note[256];
-	char fallback[256]; /* why the last signature went through gpg after all; "" */
+	char fallback[256];	  /* why the last signature went through gpg after all; "" */
+	char fallback_taken[256]; /* what mg_sign_take_fallback() returned last */
 };
 
 static const char *gerr(gpgme_error_t e, char *buf, size_t size)
@@ -208,16 +209,6 @@ out:
 	return r;
 }
 
-/* v without its leading zero bytes */
-static struct mg_pgp_mpi mpi_trim(struct mg_pgp_mpi v)
-{
-	while (v.len > 0 && v.p[0] == 0) {
-		v.p++;
-		v.len--;
-	}
-	return v;
-}
-
 /*
  * Check the signature values v over digest with the public key, as gpg
  * checks the signatures it makes: a fault in the signing (a bad card, a
@@ -239,7 +230,7 @@ static int agent_check(struct agent *a, const unsigned char *digest, size_t dlen
 	if (blen > sizeof(buf))
 		return mg_err_set(err, MG_EINPUT, "gpg-agent: signature too long");
 	for (size_t k = 0; k < n; k++) {
-		struct mg_pgp_mpi t = mpi_trim(v[k]);
+		struct mg_pgp_mpi t = mg_pgp_mpi_trim(v[k]);
 
 		if (t.len > each)
 			return mg_err_set(err, MG_EINPUT, "gpg-agent: signature value too long");
@@ -407,7 +398,7 @@ static int agent_public_key(struct agent *a, struct mg_err *err)
 		r = mg_pgp_parse_rsa_sexp(a->answer, a->answer_len, &n, &e, err);
 		if (r < 0)
 			return r;
-		n = mpi_trim(n);
+		n = mg_pgp_mpi_trim(n);
 		a->sig_len = n.len;
 		bn_n = BN_bin2bn(n.p, (int)n.len, NULL);
 		bn_e = BN_bin2bn(e.p, (int)e.len, NULL);
@@ -651,8 +642,9 @@ out:
 }
 
 /*
- * Sign through gpg (gpgme_op_sign); *ret_used, when not NULL, gets the
- * result's signing (sub)key fingerprint (owned) and hash algorithm.
+ * Sign through gpg (gpgme_op_sign); with ret_fpr not NULL, *ret_fpr gets
+ * the signing (sub)key's fingerprint (owned) and *ret_hash the hash
+ * algorithm of the result.
  */
 static int gpg_sign(struct mg_signer *s, const char *data, size_t len, struct mg_buf *sig,
 		    char *micalg, char **ret_fpr, int *ret_hash, struct mg_err *err)
@@ -770,11 +762,9 @@ const char *mg_sign_method(const struct mg_signer *s)
 
 const char *mg_sign_take_fallback(struct mg_signer *s)
 {
-	static __thread char note[sizeof(s->fallback)];
-
 	if (s->fallback[0] == '\0')
 		return NULL;
-	memcpy(note, s->fallback, sizeof(note));
+	memcpy(s->fallback_taken, s->fallback, sizeof(s->fallback_taken));
 	s->fallback[0] = '\0';
-	return note;
+	return s->fallback_taken;
 }

@@ -59,7 +59,7 @@ int mg_sign_detached(struct mg_signer *s, const char *data, size_t len, struct m
  * Why the last mg_sign_detached() signed through gpg although s signs
  * through gpg-agent (its connection failed; or its answer was no good
  * signature, and s has given the agent up), once: NULL when it did not,
- * and on the next call.  Borrowed (per thread) until the next call.
+ * and on the next call.  Borrowed from s until the next call.
  */
 const char *mg_sign_take_fallback(struct mg_signer *s);
 
