@@ -534,7 +534,7 @@ void mg_db_end_batch(PGconn *conn)
 	 * "UPDATE directives SET sent_id" is one: on a young "sent" table
 	 * PostgreSQL settles on a generic plan with a sequential scan of
 	 * "sent", kept for the life of the session, and every mail gets slower
-	 * as "sent" grows (LIBRARY-NOTES; docs/performance.md).  Made anew
+	 * as "sent" grows (docs/performance.md, "The foreign-key trap").  Made anew
 	 * after every batch, the plan fits the table's size at that time,
 	 * without planning the check ten times a mail as custom plans would.
 	 */
